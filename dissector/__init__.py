@@ -1,0 +1,1 @@
+"""Dissection with state and I/O: sources, reassembly, association tracking, findings, output."""

@@ -1,0 +1,1 @@
+"""xDLMS and ACSE APDUs, dispatched by their first byte through `APDU`."""

@@ -1,0 +1,36 @@
+"""Shared fixtures: the external corpus in ../shared (read in place, never copied)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("DLMS_SHARED", ROOT.parent / "shared"))
+CORPUS = SHARED / "corpus"
+
+
+def corpus_path(*parts: str) -> Path:
+    """Path inside the shared corpus; skips the test, with the reason, where it is absent.
+
+    CI always has the corpus (``.ci/run`` fails when it is missing), so this skip only
+    happens in a user's fresh clone without ``../shared``.
+    """
+    path = CORPUS.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared corpus not found at {path} (set DLMS_SHARED)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def manifest() -> dict:
+    return json.loads(corpus_path("manifest.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def vectors() -> list[dict]:
+    data = json.loads(corpus_path("vectors.json").read_text())
+    return data["vectors"] if isinstance(data, dict) else data
