@@ -29,29 +29,7 @@ def add_finding(pkt: Packet, severity: Severity, code: str, message: str) -> Non
 
 
 def findings_of(pkt: Packet | None) -> list[Finding]:
-    """All findings of a packet, its packet fields and its payloads, outermost first."""
-    out: list[Finding] = []
-    seen: set[int] = set()
+    """All findings of a packet tree (fields, payloads, deciphered plaintext), outermost first."""
+    from .tree import iter_tree
 
-    def walk(p: Packet | None) -> None:
-        while p is not None and not _is_none(p) and id(p) not in seen:
-            seen.add(id(p))
-            out.extend(p.__dict__.get("findings", ()))
-            for fld in p.packetfields:
-                val = p.getfieldval(fld.name)
-                for sub in val if isinstance(val, list) else [val]:
-                    if isinstance(sub, Packet):
-                        walk(sub)
-            inner = p.__dict__.get("deciphered")
-            if inner is not None and getattr(inner, "packet", None) is not None:
-                walk(inner.packet)
-            p = p.payload
-
-    walk(pkt)
-    return out
-
-
-def _is_none(p: Packet) -> bool:
-    from scapy.packet import NoPayload
-
-    return isinstance(p, NoPayload)
+    return [f for p in iter_tree(pkt) for f in p.__dict__.get("findings", ())]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from scapy.config import conf
 from scapy.packet import Packet
 
 from .expert import add_finding
+from .tree import iter_tree
 
 
 class DLMSPacket(Packet):
@@ -13,7 +16,21 @@ class DLMSPacket(Packet):
 
     A field that cannot be decoded stops dissection of this layer: a `malformed.field` finding
     names it and the undecoded bytes are kept as a Raw payload, so nothing is lost.
+
+    Dissected with `key_context=ctx` (a duck-typed object with `decipher(envelope)`, supplied by
+    the `keys` package), the ciphered envelopes of the tree are deciphered once dissection is done.
     """
+
+    def __init__(self, _pkt: bytes = b"", *args: Any, key_context: Any = None,
+                 **kargs: Any) -> None:
+        self.__dict__["key_context"] = key_context
+        super().__init__(_pkt, *args, **kargs)
+
+    def dissection_done(self, pkt: Packet) -> None:
+        super().dissection_done(pkt)
+        ctx = self.__dict__.get("key_context")
+        if ctx is not None and pkt is self:
+            decipher_tree(self, ctx)
 
     def do_dissect(self, s: bytes) -> bytes:
         whole = s
@@ -46,3 +63,11 @@ class DLMSElement(DLMSPacket):
 
     def extract_padding(self, s: bytes) -> tuple[bytes, bytes]:
         return b"", s
+
+
+def decipher_tree(pkt: Packet, ctx: Any) -> None:
+    """Decipher every ciphered envelope of a tree through `ctx`, outermost first."""
+    for p in iter_tree(pkt):
+        decipher = getattr(type(p), "decipher", None)
+        if decipher is not None and "deciphered" not in p.__dict__:
+            decipher(p, ctx)

@@ -41,8 +41,16 @@ APDU_CLASSES: dict[int, type[Packet]] = {}
 
 
 def register(cls: type[Packet]) -> type[Packet]:
-    """Class decorator: make `APDU(b)` dispatch tag `cls.tag` to `cls`."""
-    APDU_CLASSES[cls.tag] = cls
+    """Class decorator: make `APDU(b)` dispatch the default of the class's `tag` field to it.
+
+    (Scapy turns a class attribute named like a field into that field, so the tag value is read
+    from the field; it is also kept as `cls.apdu_tag`.)
+    """
+    tag = next(f.default for f in cls.fields_desc if f.name == "tag")
+    cls.apdu_tag = tag
+    if not cls.__dict__.get("apdu_name"):
+        cls.apdu_name = apdu_name(tag)
+    APDU_CLASSES[tag] = cls
     return cls
 
 
@@ -54,7 +62,7 @@ def apdu_name(tag: int) -> str:
 class APDUBase(DLMSPacket):
     """Common base of every APDU class: a `tag` class attribute and its Green Book name."""
 
-    tag: ClassVar[int]
+    apdu_tag: ClassVar[int]
     apdu_name: ClassVar[str] = ""
 
     def mysummary(self) -> str:

@@ -1,0 +1,162 @@
+"""`dlms-dissect`: decode pasted hex, read captures, check keystores (tshark-like)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable, Iterator
+from typing import TextIO
+
+from keys.keystore import (
+    Keystore,
+    KeystoreError,
+    check_keystore,
+    default_keystore_path,
+    load_keystore,
+    keystore_from_flags,
+)
+
+from .model import ApduRecord
+from .output import Writer
+
+KEY_FLAGS = ("ek", "ak", "bek", "kek", "dk", "hls_secret", "client_title", "server_title")
+
+
+class UsageError(Exception):
+    """A bad command input: one line on stderr, exit status 2."""
+
+
+def _key_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("keys (hex or text:...; never echoed)")
+    g.add_argument("--keys", metavar="FILE", help="keystore TOML file (default: $DLMS_KEYS)")
+    for flag in KEY_FLAGS:
+        g.add_argument("--" + flag.replace("_", "-"), dest=flag, metavar="KEY")
+
+
+def _output_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-V", dest="verbose", action="store_true", help="print the full tree")
+    p.add_argument("--json", action="store_true", help="one JSON object per APDU")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dlms-dissect",
+                                     description="DLMS/COSEM dissector with decryption")
+    sub = parser.add_subparsers(dest="command", required=True)
+    dec = sub.add_parser("decode", help="decode hex frames or APDUs (arguments or stdin)")
+    dec.add_argument("hex", nargs="*", help="one frame or APDU per argument")
+    _output_options(dec)
+    _key_options(dec)
+    rd = sub.add_parser("read", help="dissect a capture file (pcap or pcapng)")
+    rd.add_argument("capture")
+    _output_options(rd)
+    rd.add_argument("-Y", dest="filter", metavar="FILTER",
+                    help='display filter on JSON fields, e.g. \'security.key_kind == "dedicated"\'')
+    rd.add_argument("-w", dest="write", metavar="OUT.pcapng",
+                    help="write each deciphered APDU as wrapper-over-UDP-4059")
+    rd.add_argument("--stats", action="store_true", help="per-association statistics at the end")
+    rd.add_argument("--port", action="append", default=[], metavar="N:wrapper|hdlc",
+                    help="force the transport on a TCP/UDP port (repeatable)")
+    _key_options(rd)
+    keys = sub.add_parser("keys", help="keystore tools")
+    ksub = keys.add_subparsers(dest="keys_command", required=True)
+    chk = ksub.add_parser("check", help="validate a keystore file")
+    chk.add_argument("file")
+    return parser
+
+
+def load_keys(args: argparse.Namespace) -> Keystore:
+    """Flags first, then --keys FILE (or $DLMS_KEYS)."""
+    flags = {k: getattr(args, k, None) for k in KEY_FLAGS}
+    store = keystore_from_flags(**flags)
+    path = getattr(args, "keys", None) or default_keystore_path()
+    if path:
+        store = store.merged(load_keystore(path))
+    return store
+
+
+def _records_to(out: TextIO, args: argparse.Namespace, records: Iterable[ApduRecord]) -> int:
+    from .display_filter import compile_filter
+
+    mode = "json" if args.json else "tree" if args.verbose else "summary"
+    writer = Writer(out, mode)
+    keep = compile_filter(args.filter) if getattr(args, "filter", None) else None
+    pcap = None
+    if getattr(args, "write", None):
+        from .pcapout import PcapOut
+
+        pcap = PcapOut(args.write)
+    try:
+        for rec in records:
+            if keep is not None and not keep(rec.to_json()):
+                continue
+            writer.write(rec)
+            if pcap is not None:
+                pcap.write(rec)
+    finally:
+        if pcap is not None:
+            pcap.close()
+    return 0
+
+
+def cmd_read(args: argparse.Namespace, out: TextIO) -> int:
+    from .capture import dissect_capture, stats_text
+    from .framing import parse_port_spec
+    from .pipeline import Dissector
+
+    store = load_keys(args)
+    ports = dict(parse_port_spec(p) for p in args.port)
+    dis = Dissector(store)
+    status = _records_to(out, args, dissect_capture(args.capture, dis, ports or None))
+    if args.stats:
+        out.write(stats_text(dis))
+    return status
+
+
+def cmd_decode(args: argparse.Namespace, out: TextIO) -> int:
+    from .hexinput import parse_hex, units_from_line
+    from .pipeline import Dissector
+
+    store = load_keys(args)
+    lines = args.hex or [line for line in sys.stdin.read().splitlines() if line.strip()]
+    units = []
+    for n, line in enumerate(lines, 1):
+        units.extend(units_from_line(parse_hex(line), n))
+    dis = Dissector(store)
+
+    def records() -> Iterator[ApduRecord]:
+        for unit in units:
+            yield from dis.feed(unit)
+
+    return _records_to(out, args, records())
+
+
+def cmd_keys_check(args: argparse.Namespace, out: TextIO) -> int:
+    problems = check_keystore(args.file)
+    for p in problems:
+        out.write(f"{p}\n")
+    errors = [p for p in problems if p.severity == "error"]
+    if not problems:
+        out.write(f"{args.file}: OK\n")
+    return 1 if errors else 0
+
+
+def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "decode":
+            return cmd_decode(args, out)
+        if args.command == "read":
+            return cmd_read(args, out)
+        if args.command == "keys":
+            return cmd_keys_check(args, out)
+    except (UsageError, KeystoreError, ValueError, OSError) as exc:
+        sys.stderr.write(f"dlms-dissect: {exc}\n")
+        return 2
+    except BrokenPipeError:
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""A dissected packet tree as nested JSON (the `fields` key of the JSON output)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scapy.fields import ConditionalField, Field
+from scapy.packet import NoPayload, Packet, Raw
+
+MAX_DEPTH = 64
+
+
+def _value(pkt: Packet, fld: Field, val: Any, depth: int) -> Any:
+    if isinstance(val, Packet):
+        return packet_fields(val, depth + 1)
+    if isinstance(val, list):
+        return [_value(pkt, fld, v, depth) for v in val]
+    if isinstance(val, (bytes, bytearray)):
+        return bytes(val).hex().upper()
+    if isinstance(val, int) and not isinstance(val, bool):
+        shown = fld.i2repr(pkt, val)
+        if isinstance(shown, str) and shown not in (str(val), hex(val)) and \
+                not shown.startswith("0x"):
+            return {"value": val, "name": shown}
+        return val
+    if isinstance(val, (str, float, bool)) or val is None:
+        return val
+    return str(val)
+
+
+def packet_fields(pkt: Packet | None, depth: int = 0) -> dict[str, Any] | None:
+    """{"layer": name, field: value, ..., "payload": {...}} for a packet and its payloads.
+
+    Deciphered plaintext appears under "deciphered" of the envelope it came from.
+    """
+    if pkt is None or isinstance(pkt, NoPayload) or depth > MAX_DEPTH:
+        return None
+    if isinstance(pkt, Raw):
+        return {"layer": pkt.name, "load": bytes(pkt.load).hex().upper()}
+    out: dict[str, Any] = {"layer": getattr(pkt, "apdu_name", None) or pkt.name}
+    for fld in pkt.fields_desc:
+        if isinstance(fld, ConditionalField) and not fld._evalcond(pkt):
+            continue
+        if fld.name not in pkt.fields and fld.name not in pkt.default_fields:
+            continue
+        out[fld.name] = _value(pkt, fld, pkt.getfieldval(fld.name), depth)
+    res = pkt.__dict__.get("deciphered")
+    if res is not None and getattr(res, "packet", None) is not None:
+        out["deciphered"] = packet_fields(res.packet, depth + 1)
+    if not isinstance(pkt.payload, NoPayload):
+        out["payload"] = packet_fields(pkt.payload, depth + 1)
+    return out

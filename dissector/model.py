@@ -1,0 +1,105 @@
+"""One reassembled APDU as the writers see it, and its JSON form (the machine contract)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from scapy.packet import Packet
+
+from layers.expert import Finding, findings_of
+from layers.security import (
+    sc_authenticated,
+    sc_broadcast,
+    sc_compressed,
+    sc_encrypted,
+    sc_suite,
+)
+from layers.tree import iter_tree
+
+from .fields_json import packet_fields
+
+
+@dataclass
+class ApduRecord:
+    """A reassembled APDU with its dissection, security verdict and findings."""
+
+    number: int
+    frames: list[int]
+    time: float
+    link: str
+    direction: str
+    packet: Packet
+    transport: str = "raw"
+    frame_packets: list[Packet] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    response_time: float | None = None
+
+    @property
+    def apdu(self) -> str:
+        return getattr(self.packet, "apdu_name", None) or "unknown"
+
+    @property
+    def envelope(self) -> Any:
+        """The outermost ciphered envelope of the APDU (or of its user-information), if any."""
+        return next((p for p in iter_tree(self.packet)
+                     if getattr(type(p), "decipher", None) is not None), None)
+
+    def all_findings(self) -> list[Finding]:
+        out: list[Finding] = []
+        for frame in self.frame_packets:
+            out.extend(f for f in findings_of(frame) if f not in out)
+        out.extend(findings_of(self.packet))
+        out.extend(self.findings)
+        return out
+
+    def security(self) -> dict[str, Any] | None:
+        env = self.envelope
+        if env is None:
+            return None
+        sc = env.security_control
+        res = env.deciphered
+        title = res.system_title if res is not None else env.carried_title()
+        return {
+            "envelope": env.apdu_name,
+            "control": sc,
+            "suite": sc_suite(sc) if sc is not None else None,
+            "authenticated": sc_authenticated(sc) if sc is not None else None,
+            "encrypted": sc_encrypted(sc) if sc is not None else None,
+            "broadcast": sc_broadcast(sc) if sc is not None else None,
+            "compressed": sc_compressed(sc) if sc is not None else None,
+            "invocation_counter": env.invocation_counter,
+            "system_title": title.hex().upper() if title else None,
+            "key_kind": (res.key_kind if res is not None else None) or env.implied_key_kind(),
+            "key_name": res.key_name if res is not None else None,
+            "tag_verified": res.tag_verified if res is not None else None,
+        }
+
+    def plaintext(self) -> bytes | None:
+        env = self.envelope
+        res = env.deciphered if env is not None else None
+        return res.plaintext if res is not None else None
+
+    def inner(self) -> Packet | None:
+        env = self.envelope
+        res = env.deciphered if env is not None else None
+        return res.packet if res is not None else None
+
+    def to_json(self) -> dict[str, Any]:
+        plain = self.plaintext()
+        inner = self.inner()
+        return {
+            "number": self.number,
+            "frames": self.frames,
+            "time": self.time,
+            "link": self.link,
+            "direction": self.direction,
+            "transport": self.transport,
+            "apdu": self.apdu,
+            "security": self.security(),
+            "plaintext": plain.hex().upper() if plain is not None else None,
+            "inner": getattr(inner, "apdu_name", None) if inner is not None else None,
+            "response_time": self.response_time,
+            "fields": packet_fields(self.packet),
+            "expert": [f.as_dict() for f in self.all_findings()],
+        }

@@ -1,0 +1,45 @@
+"""`-w OUT.pcapng`: each APDU (deciphered when possible) as wrapper-over-UDP-4059, commented."""
+
+from __future__ import annotations
+
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Ether
+from scapy.utils import PcapNgWriter
+
+from layers.wrapper import DLMS_PORT, Wrapper
+
+from .model import ApduRecord
+
+CLIENT_IP, SERVER_IP = "10.0.0.1", "10.0.0.2"
+CLIENT_PORT = 40000
+
+
+class PcapOut:
+    """Writes one packet per APDU so that Wireshark's DLMS dissector shows the plaintext."""
+
+    def __init__(self, path: str) -> None:
+        self.writer = PcapNgWriter(path)
+
+    def write(self, rec: ApduRecord) -> None:
+        plain = rec.plaintext()
+        data = plain if plain is not None else bytes(rec.packet)
+        if not data:
+            return
+        to_server = rec.direction != "server->client"
+        src, dst = (CLIENT_IP, SERVER_IP) if to_server else (SERVER_IP, CLIENT_IP)
+        sport, dport = (CLIENT_PORT, DLMS_PORT) if to_server else (DLMS_PORT, CLIENT_PORT)
+        wsrc, wdst = (16, 1) if to_server else (1, 16)
+        pkt = Ether() / IP(src=src, dst=dst) / UDP(sport=sport, dport=dport) / \
+            Wrapper(source_wport=wsrc, destination_wport=wdst) / data
+        pkt.time = rec.time
+        sec = rec.security()
+        words = [f"frames {','.join(map(str, rec.frames))}", f"link {rec.link}", rec.apdu]
+        if sec is not None:
+            verdict = {True: "tag OK", False: "tag FAILED", None: "tag not checked"}
+            words.append(f"key={sec['key_kind']} {verdict[sec['tag_verified']]}")
+            words.append("deciphered" if plain is not None else "still ciphered")
+        pkt.comments = ["; ".join(words).encode()]
+        self.writer.write(pkt)
+
+    def close(self) -> None:
+        self.writer.close()

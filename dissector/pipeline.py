@@ -1,0 +1,165 @@
+"""From transport PDUs (HDLC frames, wrapper PDUs, bare APDUs) to dissected, deciphered APDUs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from scapy.packet import Packet
+
+from keys.context import REQUEST_TAGS, KeyContext
+from keys.keystore import Keystore
+from layers.apdu.base import APDU
+from layers.expert import Finding
+from layers.hdlc import HDLC, LLC, LLC_RESPONSE, control_kind, decode_address
+from layers.wrapper import Wrapper
+
+from .model import ApduRecord
+from .reassembly import HdlcReassembler
+from .tracker import Tracker
+
+#: Tags sent by servers on their own initiative (pushes) or as answers.
+SERVER_TAGS = frozenset({0x08, 0x0C, 0x0D, 0x0E, 0x0F, 0x18, 0x61, 0x63, 0xC2, 0xC4, 0xC5,
+                         0xC7, 0xD8, 0xDA, 0xE7})
+
+
+@dataclass
+class Unit:
+    """One transport PDU to dissect: an HDLC frame, a wrapper PDU or a bare APDU."""
+
+    data: bytes
+    transport: str
+    frames: list[int]
+    time: float = 0.0
+    link: str = "input"
+    direction: str = "unknown"
+    findings: list[Finding] = field(default_factory=list)
+
+
+def direction_of_tag(tag: int) -> str:
+    """Direction an APDU tag implies (requests go client->server), or unknown."""
+    from layers.apdu.base import CIPHERED_TAGS
+
+    plain = next((p for p, pair in CIPHERED_TAGS.items() if tag in pair), tag)
+    if plain in REQUEST_TAGS:
+        return "client->server"
+    if plain in SERVER_TAGS:
+        return "server->client"
+    return "unknown"
+
+
+class Dissector:
+    """Stateful dissection of a conversation: reassembly, keys, association tracking."""
+
+    def __init__(self, keystore: Keystore | None = None) -> None:
+        self.keystore = keystore or Keystore([])
+        self.contexts: dict[str, KeyContext] = {}
+        self.tracker = Tracker()
+        self.hdlc = HdlcReassembler()
+        self.count = 0
+
+    def context(self, link: str) -> KeyContext:
+        ctx = self.contexts.get(link)
+        if ctx is None:
+            ctx = self.contexts[link] = KeyContext(self.keystore)
+            ctx.association = self.tracker.get(link).keys
+        return ctx
+
+    def close(self, link: str) -> list[Finding]:
+        """The link closed (TCP FIN/RST): associations on it end, pending segments are dropped."""
+        for name in [n for n in self.tracker.associations if n == link or
+                     n.startswith(link + " ")]:
+            self.tracker.close(name)
+        return self.hdlc.drop(link)
+
+    # -- per transport ------------------------------------------------------------------
+    def feed(self, unit: Unit) -> Iterator[ApduRecord]:
+        if unit.transport == "hdlc":
+            yield from self._hdlc(unit)
+        elif unit.transport == "wrapper":
+            yield from self._wrapper(unit)
+        else:
+            yield from self._apdu(unit, unit.data, unit.link, unit.direction, [], "raw")
+
+    def _hdlc(self, unit: Unit) -> Iterator[ApduRecord]:
+        frame = HDLC(unit.data, stop_dissection_after=LLC)
+        for f in unit.findings:
+            frame.__dict__.setdefault("findings", []).append(f)
+        dst, src = bytes(frame.destination or b""), bytes(frame.source or b"")
+        kind = control_kind(frame.control or 0)
+        direction = unit.direction
+        info = frame.fields.get("information")
+        raw_info = bytes(info) if info is not None else b""
+        if direction == "unknown":
+            direction = _hdlc_direction(kind, dst, src, raw_info)
+        client, server = (src, dst) if direction != "server->client" else (dst, src)
+        link = f"{unit.link} hdlc {_addr(client)}-{_addr(server)}" if unit.link != "input" \
+            else f"hdlc {_addr(client)}-{_addr(server)}"
+        if kind in ("DISC", "DM"):
+            self.tracker.close(link)
+            self.hdlc.drop(link)
+        if kind not in ("I", "UI") or not raw_info or frame.__dict__.get("fcs_ok") is False:
+            yield self._frame_only(unit, frame, link, direction)
+            return
+        done = self.hdlc.feed((link, src, dst), raw_info, bool(frame.segmentation),
+                              unit.frames[0] if unit.frames else 0)
+        if done is None:
+            return
+        frame.__dict__.setdefault("findings", []).extend(done.findings)
+        yield from self._apdu(unit, done.data, link, direction, [frame], "hdlc",
+                              frames=sorted(set(done.frames) | set(unit.frames)))
+
+    def _frame_only(self, unit: Unit, frame: Packet, link: str, direction: str) -> ApduRecord:
+        """An HDLC frame with no APDU (SNRM, UA, RR, DISC, DM, FRMR): a record of its own."""
+        self.count += 1
+        rec = ApduRecord(self.count, unit.frames, unit.time, link, direction, frame, "hdlc",
+                         [])
+        return rec
+
+    def _wrapper(self, unit: Unit) -> Iterator[ApduRecord]:
+        frame = Wrapper(unit.data, stop_dissection_after=Wrapper)
+        for f in unit.findings:
+            frame.__dict__.setdefault("findings", []).append(f)
+        body = bytes(frame.payload) if frame.payload else b""
+        yield from self._apdu(unit, body, unit.link, unit.direction, [frame], "wrapper")
+
+    def _apdu(self, unit: Unit, data: bytes, link: str, direction: str,
+              frame_packets: list[Packet], transport: str,
+              frames: list[int] | None = None) -> Iterator[ApduRecord]:
+        if not data:
+            return
+        if direction == "unknown":
+            direction = direction_of_tag(data[0])
+        ctx = self.context(link)
+        ctx.direction = direction
+        st = self.tracker.get(link)
+        ctx.association = st.keys
+        pkt = APDU(data, key_context=ctx)
+        self.count += 1
+        rec = ApduRecord(self.count, frames or unit.frames, unit.time, link, direction, pkt,
+                         transport, frame_packets)
+        if transport == "raw":
+            rec.findings.extend(unit.findings)
+        self.tracker.observe(rec, st)
+        yield rec
+
+
+def _addr(raw: bytes) -> str:
+    upper, lower = decode_address(raw) if raw else (0, None)
+    return str(upper) if lower is None else f"{upper}/{lower}"
+
+
+def _hdlc_direction(kind: str, dst: bytes, src: bytes, info: bytes) -> str:
+    if kind in ("SNRM", "DISC"):
+        return "client->server"
+    if kind in ("UA", "DM", "FRMR"):
+        return "server->client"
+    if info[:3] == LLC_RESPONSE:
+        return "server->client"
+    if info[:2] == b"\xe6\xe6":
+        return "client->server"
+    if len(src) == 1 and len(dst) > 1:
+        return "client->server"
+    if len(dst) == 1 and len(src) > 1:
+        return "server->client"
+    return "unknown"

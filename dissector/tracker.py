@@ -1,0 +1,279 @@
+"""Association tracker and expert analysis: titles, mechanism, dedicated key, HLS, IC, pairing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from scapy.packet import Packet
+
+from keys.context import Association
+from keys.secret import SecretKey
+from layers.expert import Finding
+from layers.tree import iter_tree
+
+from .model import ApduRecord
+
+MECHANISM_NAMES = {0: "lowest", 1: "low (LLS)", 2: "high (manufacturer specific)",
+                   3: "high MD5", 4: "high SHA-1", 5: "high GMAC", 6: "high SHA-256",
+                   7: "high ECDSA"}
+RESPONSE_OF = {"get-request": "get-response", "set-request": "set-response",
+               "action-request": "action-response", "access-request": "access-response",
+               "read-request": "read-response", "write-request": "write-response",
+               "aarq": "aare", "rlrq": "rlre", "initiate-request": "initiate-response"}
+ERROR_APDUS = ("confirmed-service-error", "exception-response")
+MAX_PENDING = 256
+
+
+def plain_name(name: str) -> str:
+    """`glo-get-request` -> `get-request`."""
+    for prefix in ("glo-", "ded-"):
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return name
+
+
+@dataclass
+class AssociationState:
+    """One application association on one link."""
+
+    link: str
+    keys: Association = field(default_factory=Association)
+    mechanism: int | None = None
+    context_id: int | None = None
+    ctos: bytes | None = None
+    stoc: bytes | None = None
+    aarq_frame: int | None = None
+    authenticated: bool = False
+    hls_pending: bool = False
+    pending: list[ApduRecord] = field(default_factory=list)
+    last_ic: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    key_use: dict[str, int] = field(default_factory=dict)
+    ic_range: dict[str, list[int]] = field(default_factory=dict)
+    findings: int = 0
+    errors: int = 0
+
+    def release(self) -> None:
+        """The association ended: the dedicated key dies with it."""
+        self.keys.dedicated_key = None
+        self.keys.dedicated_source = ""
+        self.authenticated = self.hls_pending = False
+        self.pending.clear()
+
+
+def _first(pkt: Packet | None, cls_name: str) -> Packet | None:
+    return next((p for p in iter_tree(pkt) if type(p).__name__ == cls_name), None)
+
+
+def invoke_id(pkt: Packet | None) -> int | None:
+    """The invoke-id of a service APDU (plain or deciphered), if it has one."""
+    for p in iter_tree(pkt):
+        for name in ("invoke_id", "long_invoke_id"):
+            if name in p.fields:
+                return int(p.fields[name])
+    return None
+
+
+def method_of(pkt: Packet | None) -> tuple[int, int] | None:
+    """(class_id, method_id) of the first COSEM method descriptor in the tree."""
+    desc = _first(pkt, "CosemMethodDescriptor")
+    if desc is None:
+        return None
+    return int(desc.class_id), int(desc.method_id)
+
+
+def effective(rec: ApduRecord) -> Packet:
+    """The APDU that means something: the deciphered inner APDU of an envelope, else the APDU."""
+    inner = rec.inner()
+    env = rec.envelope
+    if inner is not None and env is rec.packet:
+        return inner
+    return rec.packet
+
+
+class Tracker:
+    """Follows associations per link and adds expert findings to records."""
+
+    def __init__(self) -> None:
+        self.associations: dict[str, AssociationState] = {}
+        self.finished: list[AssociationState] = []
+
+    def get(self, link: str) -> AssociationState:
+        st = self.associations.get(link)
+        if st is None:
+            st = self.associations[link] = AssociationState(link)
+        return st
+
+    def close(self, link: str) -> None:
+        st = self.associations.get(link)
+        if st is not None:
+            st.release()
+
+    # -- before dissection: nothing; after: observe ------------------------------------
+    def observe(self, rec: ApduRecord, st: AssociationState) -> None:
+        name = rec.apdu
+        st.counts[name] = st.counts.get(name, 0) + 1
+        pkt = effective(rec)
+        meaning = getattr(pkt, "apdu_name", name)
+        if name == "aarq":
+            self._aarq(rec, st)
+        elif name == "aare":
+            self._aare(rec, st)
+        elif name in ("rlrq", "rlre"):
+            if name == "rlre":
+                st.release()
+        self._security(rec, st)
+        if plain_name(name) == "action-request" or meaning == "action-request":
+            self._hls_request(rec, st, pkt)
+        if meaning == "action-response" and st.hls_pending:
+            st.hls_pending = False
+            st.authenticated = True
+        self._pair(rec, st, meaning)
+        for f in rec.all_findings():
+            st.findings += 1
+            st.errors += f.severity == "error"
+
+    def _aarq(self, rec: ApduRecord, st: AssociationState) -> None:
+        if st.aarq_frame is not None and st.keys.dedicated_key is not None:
+            rec.findings.append(Finding("note", "assoc.new-aarq",
+                                        "new AARQ: the previous association's dedicated key"
+                                        " is dropped"))
+        st.release()
+        pkt = rec.packet
+        st.keys.client_title = getattr(pkt, "calling_ap_title", None) or st.keys.client_title
+        st.mechanism = getattr(pkt, "mechanism_id", None)
+        st.context_id = getattr(pkt, "application_context_id", None)
+        st.ctos = getattr(pkt, "authentication_value", None)
+        st.aarq_frame = rec.frames[0] if rec.frames else None
+        inner = rec.inner()
+        key = getattr(inner, "dedicated_key", None) if inner is not None else None
+        if key:
+            st.keys.dedicated_key = SecretKey(bytes(key), name="dedicated")
+            st.keys.dedicated_source = f"AARQ frame {st.aarq_frame}"
+        ciphered_ctx = st.context_id in (3, 4)
+        if st.mechanism == 2 and ciphered_ctx:
+            rec.findings.append(Finding(
+                "warning", "assoc.mechanism2-ciphered",
+                "mechanism 2 (manufacturer HLS) with a ciphered context: the authentication key"
+                " plays no part; mechanism 5 (GMAC) uses it"))
+
+    def _aare(self, rec: ApduRecord, st: AssociationState) -> None:
+        pkt = rec.packet
+        st.keys.server_title = getattr(pkt, "responding_ap_title", None) or st.keys.server_title
+        st.stoc = getattr(pkt, "authentication_value", None)
+        result = getattr(pkt, "result", None)
+        diag = getattr(pkt, "diagnostic", None)
+        if result not in (None, 0):
+            reason = f"{diag[0]} {diag[2]}" if diag else "no diagnostic"
+            rec.findings.append(Finding("error", "assoc.rejected",
+                                        f"AARE rejects the association ({reason})"))
+            st.release()
+        elif diag is not None and diag[1] == 14:
+            st.hls_pending = True
+        elif result == 0:
+            st.authenticated = True
+
+    def _hls_request(self, rec: ApduRecord, st: AssociationState, pkt: Packet) -> None:
+        meth = method_of(pkt)
+        if meth != (15, 1) or not st.hls_pending:
+            return
+        rec.__dict__["hls_pass"] = 3
+        env = rec.envelope
+        if env is not None and getattr(env, "family", "") == "ded":
+            rec.findings.append(Finding(
+                "warning", "assoc.ded-before-auth",
+                "ded-ciphered HLS pass 3 before the association is authenticated: most servers"
+                " expect glo- (global key) until pass 4"))
+
+    def _security(self, rec: ApduRecord, st: AssociationState) -> None:
+        sec = rec.security()
+        if sec is None:
+            return
+        kind = sec["key_kind"] or "unknown"
+        st.key_use[kind] = st.key_use.get(kind, 0) + 1
+        ic = sec["invocation_counter"]
+        if ic is None:
+            return
+        sender = sec["system_title"] or rec.direction
+        rng = st.ic_range.setdefault(sender, [ic, ic])
+        rng[0], rng[1] = min(rng[0], ic), max(rng[1], ic)
+        key = (sender, kind)
+        last = st.last_ic.get(key)
+        if last is not None and ic <= last[0]:
+            rec.findings.append(Finding(
+                "warning", "security.ic-not-increasing",
+                f"invocation counter {ic} does not increase (frame {last[1]} had {last[0]}):"
+                " a replay, or a counter reset"))
+        st.last_ic[key] = (ic, rec.frames[0] if rec.frames else 0)
+
+    def _pair(self, rec: ApduRecord, st: AssociationState, meaning: str) -> None:
+        base = plain_name(meaning)
+        if base in RESPONSE_OF:
+            st.pending.append(rec)
+            del st.pending[:-MAX_PENDING]
+            return
+        if base in ERROR_APDUS:
+            req = st.pending.pop() if st.pending else None
+            if req is not None:
+                self._answered(rec, req, error=True)
+            return
+        if base in RESPONSE_OF.values():
+            want = next(k for k, v in RESPONSE_OF.items() if v == base)
+            iid = invoke_id(effective(rec))
+            for i in range(len(st.pending) - 1, -1, -1):
+                req = st.pending[i]
+                if plain_name(getattr(effective(req), "apdu_name", req.apdu)) != want:
+                    continue
+                if iid is not None and invoke_id(effective(req)) not in (None, iid):
+                    continue
+                del st.pending[i]
+                self._answered(rec, req, error=False)
+                self._downgrade(rec, req)
+                return
+
+    def _answered(self, rec: ApduRecord, req: ApduRecord, error: bool) -> None:
+        rec.response_time = rec.time - req.time
+        rec.__dict__["request_frame"] = req.frames[0] if req.frames else None
+        if not error:
+            return
+        text = getattr(effective(rec), "description", None) or rec.apdu
+        sec = req.security()
+        how = f"{req.apdu}, {sec['key_kind']} key" if sec and sec["key_kind"] else req.apdu
+        frame = req.frames[0] if req.frames else "?"
+        short = text.rsplit(" / ", 1)[-1] if " / " in text else text
+        rec.findings.append(Finding("error", "assoc.error-response",
+                                    f"{short} answers frame {frame} ({how})"))
+
+    def _downgrade(self, rec: ApduRecord, req: ApduRecord) -> None:
+        asked, got = req.security(), rec.security()
+        if asked is None or not (asked["authenticated"] or asked["encrypted"]):
+            return
+        if got is None:
+            rec.findings.append(Finding("warning", "security.downgrade",
+                                        f"ciphered request (frame {req.frames[0]}) answered in"
+                                        " clear"))
+        elif (asked["authenticated"] and not got["authenticated"]) or \
+                (asked["encrypted"] and not got["encrypted"]):
+            rec.findings.append(Finding(
+                "warning", "security.downgrade",
+                f"response protection SC={got['control']:02X} is weaker than the request's"
+                f" SC={asked['control']:02X} (frame {req.frames[0]})"))
+
+
+def describe_state(st: AssociationState) -> dict[str, Any]:
+    """Per-association statistics for --stats."""
+    k = st.keys
+    return {
+        "link": st.link,
+        "mechanism": MECHANISM_NAMES.get(st.mechanism, st.mechanism)
+        if st.mechanism is not None else None,
+        "client_system_title": k.client_title.hex().upper() if k.client_title else None,
+        "server_system_title": k.server_title.hex().upper() if k.server_title else None,
+        "authenticated": st.authenticated,
+        "apdus": dict(sorted(st.counts.items())),
+        "keys_used": dict(sorted(st.key_use.items())),
+        "invocation_counters": {t: r for t, r in st.ic_range.items()},
+        "findings": st.findings,
+        "errors": st.errors,
+    }

@@ -1,0 +1,861 @@
+"""A-XDR `Data` (the typed-value CHOICE of DLMS/COSEM) and the COSEM object descriptors.
+
+`Data(b)` returns the subclass for the type tag `b[0]` (`DataUnsigned`, `DataStructure`, ...);
+each subclass starts with `ByteEnumField("type", <tag>, DATA_TYPES)`.  Values build as well as
+they dissect: `DataStructure(values=[DataUnsigned(value=5), Data.octet_string(b"x")])`; array and
+structure counts and string lengths are computed on build.
+
+Malformed input never raises: nesting deeper than `MAX_DEPTH`, an element count that the
+remaining bytes cannot hold, a truncated value or an unknown type tag each become a finding
+(`axdr.too-deep`, `axdr.bad-count`, `malformed.truncated`, `axdr.unknown-type`, ...) and the
+undecoded bytes stay in the element as a Raw payload, so `raw()` still gives the input back.
+
+`data_value(pkt)` turns a Data tree into JSON-serialisable Python values (see its docstring).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import struct
+from typing import Any, ClassVar
+
+from scapy.config import conf
+from scapy.fields import (
+    ByteEnumField,
+    ByteField,
+    Field,
+    IEEEDoubleField,
+    IEEEFloatField,
+    IntField,
+    LongField,
+    PacketField,
+    PacketListField,
+    ShortEnumField,
+    ShortField,
+    SignedByteField,
+    SignedIntField,
+    SignedLongField,
+    SignedShortField,
+    StrField,
+)
+from scapy.packet import Packet, RawVal
+
+from .expert import add_finding
+from .fields import OctetsField, VarLenField, decode_length
+from .obis import INTERFACE_CLASSES, ObisField, obis_name, obis_str
+from .packet import DLMSElement
+
+#: A-XDR Data type tag -> Green Book name.
+DATA_TYPES: dict[int, str] = {
+    0: "null-data", 1: "array", 2: "structure", 3: "boolean", 4: "bit-string",
+    5: "double-long", 6: "double-long-unsigned", 9: "octet-string", 10: "visible-string",
+    12: "utf8-string", 13: "bcd", 15: "integer", 16: "long", 17: "unsigned",
+    18: "long-unsigned", 19: "compact-array", 20: "long64", 21: "long64-unsigned", 22: "enum",
+    23: "float32", 24: "float64", 25: "date-time", 26: "date", 27: "time", 255: "dont-care",
+}
+_TAG_OF_NAME = {name: tag for tag, name in DATA_TYPES.items()}
+
+#: Deepest array/structure (and compact-array type description) nesting that is decoded.
+MAX_DEPTH = 64
+
+#: Type tag -> Data subclass (filled by `_register`).
+DATA_CLASSES: dict[int, type[Data]] = {}
+
+# Untagged value sizes and struct formats (compact-array contents and value decoding).
+_FIXED_SIZE = {0: 0, 3: 1, 5: 4, 6: 4, 13: 1, 15: 1, 16: 2, 17: 1, 18: 2, 20: 8, 21: 8, 22: 1,
+               23: 4, 24: 8, 25: 12, 26: 5, 27: 4, 255: 0}
+_STRUCT = {5: ">i", 6: ">I", 13: ">b", 15: ">b", 16: ">h", 17: "B", 18: ">H", 20: ">q", 21: ">Q",
+           22: "B", 23: ">f", 24: ">d"}
+_LENGTH_PREFIXED = (4, 9, 10, 12)
+
+
+# --------------------------------------------------------------------------- date and time
+
+_MONTH_SPECIAL = {0xFD: "dst-end", 0xFE: "dst-begin", 0xFF: "*"}
+_DAY_SPECIAL = {0xFD: "second-last", 0xFE: "last", 0xFF: "*"}
+
+
+def _two(v: int) -> str:
+    return "*" if v == 0xFF else f"{v:02d}"
+
+
+def _date_text(year: int, month: int, day: int) -> str:
+    y = "*" if year == 0xFFFF else f"{year:04d}"
+    m = _MONTH_SPECIAL.get(month, f"{month:02d}")
+    d = _DAY_SPECIAL.get(day, f"{day:02d}")
+    return f"{y}-{m}-{d}"
+
+
+def _time_text(hour: int, minute: int, second: int, hundredths: int) -> str:
+    text = f"{_two(hour)}:{_two(minute)}:{_two(second)}"
+    if hundredths != 0xFF:
+        text += f".{hundredths:02d}"
+    return text
+
+
+def _plausible_date(b: bytes) -> bool:
+    year = (b[0] << 8) | b[1]
+    month, day, weekday = b[2], b[3], b[4]
+    return ((year <= 9999 or year == 0xFFFF) and (1 <= month <= 12 or month >= 0xFD)
+            and (1 <= day <= 31 or day >= 0xFD) and (1 <= weekday <= 7 or weekday == 0xFF))
+
+
+def _plausible_time(b: bytes) -> bool:
+    hour, minute, second, hundredths = b[0], b[1], b[2], b[3]
+    return ((hour <= 23 or hour == 0xFF) and (minute <= 59 or minute == 0xFF)
+            and (second <= 59 or second == 0xFF) and (hundredths <= 99 or hundredths == 0xFF))
+
+
+def looks_like_date_time(b: bytes) -> bool:
+    """True for 12 bytes that read as a COSEM date-time (how meters put clocks in octet strings)."""
+    if len(b) != 12 or not (_plausible_date(b[:5]) and _plausible_time(b[5:9])):
+        return False
+    deviation = struct.unpack_from(">h", b, 9)[0]
+    return -840 <= deviation <= 840 or deviation == -0x8000
+
+
+def date_time_value(b: bytes) -> dict[str, Any]:
+    """Readable form of a 12-byte date-time, 5-byte date or 4-byte time (see `data_value`)."""
+    if len(b) == 12:
+        deviation = struct.unpack_from(">h", b, 9)[0]
+        return {
+            "date_time": _date_text((b[0] << 8) | b[1], b[2], b[3]) + " "
+                         + _time_text(b[5], b[6], b[7], b[8]),
+            "weekday": None if b[4] == 0xFF else b[4],
+            "deviation": None if deviation == -0x8000 else deviation,
+            "clock_status": None if b[11] == 0xFF else b[11],
+            "hex": b.hex(),
+        }
+    if len(b) == 5:
+        return {"date": _date_text((b[0] << 8) | b[1], b[2], b[3]),
+                "weekday": None if b[4] == 0xFF else b[4], "hex": b.hex()}
+    if len(b) == 4:
+        return {"time": _time_text(b[0], b[1], b[2], b[3]), "hex": b.hex()}
+    return {"hex": b.hex()}
+
+
+def encode_date_time(value: _dt.datetime | _dt.date | _dt.time, deviation: int | None = None,
+                     clock_status: int | None = None) -> bytes:
+    """COSEM encoding of a Python datetime (12 bytes), date (5) or time (4).
+
+    `deviation` (minutes, as the meter sends it) and `clock_status` default to not-specified.
+    """
+    if isinstance(value, _dt.datetime):
+        dev = -0x8000 if deviation is None else deviation
+        return (encode_date_time(value.date()) + encode_date_time(value.time())
+                + struct.pack(">hB", dev, 0xFF if clock_status is None else clock_status))
+    if isinstance(value, _dt.date):
+        return struct.pack(">HBBB", value.year, value.month, value.day, value.isoweekday())
+    return bytes([value.hour, value.minute, value.second, value.microsecond // 10000])
+
+
+def _date_time_text(b: bytes) -> str:
+    v = date_time_value(b)
+    text = v.get("date_time") or v.get("date") or v.get("time") or b.hex()
+    if v.get("deviation") is not None:
+        text += f" dev={v['deviation']}"
+    if v.get("clock_status") is not None:
+        text += f" status=0x{v['clock_status']:02x}"
+    return text
+
+
+class DateTimeField(Field[bytes, bytes]):
+    """A fixed-size COSEM date-time (12), date (5) or time (4), shown readable; kept as bytes.
+
+    Builds from bytes or a Python `datetime`/`date`/`time` (deviation and status not specified).
+    """
+
+    __slots__ = ["size"]
+
+    def __init__(self, name: str, default: Any, size: int) -> None:
+        self.size = size
+        super().__init__(name, None)
+        self.default = self.any2i(None, default)
+
+    def any2i(self, pkt: Packet | None, x: Any) -> bytes | None:
+        if isinstance(x, _dt.date | _dt.time):
+            return encode_date_time(x)
+        return bytes(x) if isinstance(x, bytes | bytearray) else x
+
+    def addfield(self, pkt: Packet, s: bytes, val: bytes | None) -> bytes:
+        return s + (val if val is not None else b"\xff" * self.size)
+
+    def getfield(self, pkt: Packet, s: bytes) -> tuple[bytes, bytes]:
+        if len(s) < self.size:
+            add_finding(pkt, "error", "malformed.truncated",
+                        f"{self.name}: {self.size} bytes needed, {len(s)} present")
+        return s[self.size:], s[:self.size]
+
+    def i2len(self, pkt: Packet, x: Any) -> int:
+        return self.size
+
+    def i2repr(self, pkt: Packet | None, x: Any) -> str:
+        if not isinstance(x, bytes):
+            return repr(x)
+        return _date_time_text(x) if len(x) == self.size else x.hex()
+
+
+# --------------------------------------------------------------------------- compact arrays
+
+def _parse_description(buf: bytes, pos: int, depth: int) -> tuple[Any, int]:
+    """Parse a TypeDescription at `pos`: a tag (int), ("array", n, node) or ("structure", [...])."""
+    if depth > MAX_DEPTH:
+        raise ValueError(f"type description nested deeper than {MAX_DEPTH}")
+    if pos >= len(buf):
+        raise ValueError("type description truncated")
+    tag = buf[pos]
+    if tag == 1:
+        if pos + 3 > len(buf):
+            raise ValueError("array type description truncated")
+        count = (buf[pos + 1] << 8) | buf[pos + 2]
+        node, end = _parse_description(buf, pos + 3, depth + 1)
+        if count and _min_size(node) == 0:
+            raise ValueError("array of zero-size elements")
+        return ("array", count, node), end
+    if tag == 2:
+        count, used = decode_length(buf[pos + 1:pos + 6])
+        pos += 1 + used
+        if count > len(buf) - pos:
+            raise ValueError(f"structure type description with {count} members in "
+                             f"{len(buf) - pos} bytes")
+        members = []
+        for _ in range(count):
+            node, pos = _parse_description(buf, pos, depth + 1)
+            members.append(node)
+        return ("structure", members), pos
+    if tag not in _FIXED_SIZE and tag not in _LENGTH_PREFIXED:
+        raise ValueError(f"type tag {tag} not allowed in a type description")
+    return tag, pos + 1
+
+
+def _min_size(node: Any) -> int:
+    if isinstance(node, int):
+        return _FIXED_SIZE.get(node, 1)
+    if node[0] == "array":
+        return node[1] * _min_size(node[2])
+    return sum(_min_size(n) for n in node[1])
+
+
+def _describe(node: Any) -> str:
+    if isinstance(node, int):
+        return DATA_TYPES.get(node, str(node))
+    if node[0] == "array":
+        return f"array[{node[1]}] of {_describe(node[2])}"
+    return "structure{" + ", ".join(_describe(n) for n in node[1]) + "}"
+
+
+def _read_untagged(node: Any, buf: bytes, pos: int) -> tuple[Any, int]:
+    """Decode one untagged value described by `node` at `pos`; ValueError when it overruns."""
+    if isinstance(node, int):
+        size = _FIXED_SIZE.get(node)
+        if size is None:  # length-prefixed
+            n, used = decode_length(buf[pos:pos + 5])
+            start = pos + used
+            nbytes = (n + 7) // 8 if node == 4 else n
+            end = start + nbytes
+            if end > len(buf):
+                raise ValueError("compact-array value overruns its contents")
+            return _basic_value(node, buf[start:end], n), end
+        end = pos + size
+        if end > len(buf):
+            raise ValueError("compact-array value overruns its contents")
+        return _basic_value(node, buf[pos:end], 0), end
+    if node[0] == "array":
+        out = []
+        for _ in range(node[1]):
+            value, pos = _read_untagged(node[2], buf, pos)
+            out.append(value)
+        return out, pos
+    out = []
+    for member in node[1]:
+        value, pos = _read_untagged(member, buf, pos)
+        out.append(value)
+    return out, pos
+
+
+def decode_compact_array(description: bytes, contents: bytes) -> list[Any]:
+    """Values of a compact array (one per element described); ValueError when they do not fit."""
+    node, end = _parse_description(description, 0, 0)
+    if end != len(description):
+        raise ValueError("bytes after the type description")
+    smallest = _min_size(node)
+    if smallest == 0:
+        raise ValueError("zero-size compact-array elements")
+    if contents and smallest > len(contents):
+        raise ValueError(f"an element needs {smallest} bytes, the contents hold {len(contents)}")
+    values, pos = [], 0
+    while pos < len(contents):
+        value, pos = _read_untagged(node, contents, pos)
+        values.append(value)
+    return values
+
+
+class TypeDescriptionField(Field[bytes, bytes]):
+    """A compact-array TypeDescription, kept as its bytes and shown as a readable type."""
+
+    def __init__(self, name: str, default: bytes = b"\x11") -> None:
+        super().__init__(name, default)
+
+    def any2i(self, pkt: Packet | None, x: Any) -> bytes:
+        if isinstance(x, int):
+            return bytes([x])
+        if isinstance(x, str):
+            return bytes([_TAG_OF_NAME[x]])
+        return bytes(x)
+
+    def addfield(self, pkt: Packet, s: bytes, val: bytes | None) -> bytes:
+        return s + (val or b"")
+
+    def getfield(self, pkt: Packet, s: bytes) -> tuple[bytes, bytes]:
+        try:
+            _, end = _parse_description(s, 0, 0)
+        except ValueError as exc:
+            add_finding(pkt, "error", "axdr.bad-type-description", f"compact-array: {exc}")
+            raise
+        return s[end:], s[:end]
+
+    def i2len(self, pkt: Packet, x: Any) -> int:
+        return len(x or b"")
+
+    def i2repr(self, pkt: Packet | None, x: Any) -> str:
+        try:
+            node, end = _parse_description(x, 0, 0)
+        except (ValueError, TypeError):
+            return repr(x)
+        return _describe(node) if end == len(x) else repr(x)
+
+
+# --------------------------------------------------------------------------- value conversion
+
+def _basic_value(tag: int, b: bytes, nbits: int) -> Any:
+    """Python value of an untagged basic value `b` (`nbits` is the bit-string length)."""
+    fmt = _STRUCT.get(tag)
+    if fmt is not None:
+        return _number(struct.unpack(fmt, b)[0])
+    if tag == 3:
+        return b[0] != 0
+    if tag in (9, 10, 12):
+        return _string_value(tag, b)
+    if tag == 4:
+        return _bits(b, nbits)
+    if tag in (25, 26, 27):
+        return date_time_value(b)
+    return None
+
+
+def _number(v: int | float) -> int | float | str:
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    return v
+
+
+def _bits(b: bytes, nbits: int) -> str:
+    return "".join(f"{x:08b}" for x in b)[:nbits]
+
+
+def _string_value(tag: int, b: bytes) -> Any:
+    if tag == 9:
+        return date_time_value(b) if looks_like_date_time(b) else b.hex()
+    if tag == 12:
+        return b.decode("utf-8", errors="replace")
+    try:
+        return b.decode("ascii")
+    except UnicodeDecodeError:
+        return b.decode("latin-1")
+
+
+def data_value(pkt: Any) -> Any:
+    """JSON-serialisable Python value of a Data packet.
+
+    - null-data, dont-care: None; boolean: bool; integer types, enum, bcd: int
+    - float32/float64: float (non-finite values as the strings "nan", "inf", "-inf")
+    - octet-string: lower-case hex, except 12 bytes that read as a date-time (below)
+    - visible-string: str (ASCII, else Latin-1); utf8-string: str
+    - bit-string: str of "0"/"1", as many as the bit length
+    - array, structure: list; compact-array: list of the decoded elements (a structure element
+      is a list), or {"description": hex, "contents": hex} when the contents do not decode
+    - date-time: {"date_time": "YYYY-MM-DD hh:mm:ss[.hh]", "weekday", "deviation",
+      "clock_status", "hex"}; date: {"date", "weekday", "hex"}; time: {"time", "hex"}.
+      Not-specified fields are "*" in the text and None elsewhere; month 0xFD/0xFE are
+      "dst-end"/"dst-begin", day 0xFD/0xFE "second-last"/"last".  `deviation` is the raw signed
+      minutes field as sent (its sign convention varies between meters).
+    - undecodable or missing values: None; a non-Data packet: its bytes as hex.
+    """
+    if pkt is None:
+        return None
+    if isinstance(pkt, Data):
+        return pkt.to_python()
+    if isinstance(pkt, Packet):
+        return bytes(pkt).hex()
+    return pkt
+
+
+# --------------------------------------------------------------------------- Data classes
+
+def _register(cls: type[Data]) -> type[Data]:
+    DATA_CLASSES[cls.type_tag] = cls
+    return cls
+
+
+def _depth(pkt: Packet) -> int:
+    """Nesting depth of an array/structure (1 for the outermost Data), computed once."""
+    depth = pkt.__dict__.get("_axdr_depth")
+    if depth is None:
+        parent = pkt.parent
+        depth = parent.__dict__.get("_axdr_depth", 0) + 1 if isinstance(parent, Data) else 1
+        pkt.__dict__["_axdr_depth"] = depth
+    return depth
+
+
+class Data(DLMSElement):
+    """The A-XDR Data CHOICE: `Data(b)` dispatches on the type tag `b[0]`.
+
+    `Data(type=17, value=5)` (no bytes) picks the class from `type`.  Convenience constructors:
+    `Data.of(tag_or_name, value)`, `Data.octet_string(b)`, `Data.visible_string(s)`,
+    `Data.structure(*items)`, `Data.array(*items)`, `Data.date_time(dt)`.
+    """
+
+    name = "Data"
+    type_tag: ClassVar[int] = 0
+    fields_desc = [ByteEnumField("type", 0, DATA_TYPES)]
+
+    @classmethod
+    def dispatch_hook(cls, _pkt: bytes | None = None, *args: Any, **kargs: Any) -> type[Packet]:
+        if _pkt:
+            return DATA_CLASSES.get(_pkt[0], DataUnknown)
+        return DATA_CLASSES.get(kargs.get("type", 0), DataUnknown)
+
+    # -- construction helpers
+    @staticmethod
+    def of(tag: int | str, value: Any = None) -> Data:
+        """A Data of type `tag` (number or Green Book name) holding `value`."""
+        cls = DATA_CLASSES[_TAG_OF_NAME[tag] if isinstance(tag, str) else tag]
+        if value is None:
+            return cls()
+        if issubclass(cls, _DataSequence):
+            return cls(values=list(value))
+        return cls(value=value)
+
+    @staticmethod
+    def octet_string(value: bytes) -> DataOctetString:
+        return DataOctetString(value=value)
+
+    @staticmethod
+    def visible_string(value: str | bytes) -> DataVisibleString:
+        return DataVisibleString(value=value.encode("latin-1") if isinstance(value, str) else value)
+
+    @staticmethod
+    def utf8_string(value: str) -> DataUtf8String:
+        return DataUtf8String(value=value.encode("utf-8"))
+
+    @staticmethod
+    def structure(*items: Data) -> DataStructure:
+        return DataStructure(values=list(items))
+
+    @staticmethod
+    def array(*items: Data) -> DataArray:
+        return DataArray(values=list(items))
+
+    @staticmethod
+    def date_time(value: _dt.datetime, deviation: int | None = None,
+                  clock_status: int | None = None) -> DataDateTime:
+        return DataDateTime(value=encode_date_time(value, deviation, clock_status))
+
+    # -- dissection
+    def dissect(self, s: bytes) -> None:
+        """Like Packet.dissect; inside an array/structure the leftover bytes are handed back
+        directly (no Padding layer per element)."""
+        s = self.post_dissect(self.do_dissect(self.pre_dissect(s)))
+        if s:
+            if isinstance(self.parent, _DataSequence):
+                self.__dict__["_axdr_left"] = s
+            elif conf.padding:
+                self.add_payload(conf.padding_layer(s))
+
+    def post_dissect(self, s: bytes) -> bytes:
+        rest = self.__dict__.pop("_axdr_rest", None)
+        if rest is not None:
+            # the list gave up: keep what it could not decode inside this element
+            self.raw_packet_cache = None
+            self.raw_packet_cache_fields = None
+            if rest:
+                self.add_payload(conf.raw_layer(rest))
+        if "findings" in self.__dict__:
+            # a field failed: the ones after it were never on the wire, so they build as nothing
+            for fld in self.fields_desc:
+                if fld.name not in self.fields:
+                    self.fields[fld.name] = RawVal(b"")
+        return s
+
+    # -- presentation
+    def to_python(self) -> Any:
+        """JSON-serialisable value (see `data_value`)."""
+        value = self.getfieldval("value") if "value" in self.fieldtype else None
+        if value is None or isinstance(value, RawVal):
+            return None
+        return _number(value)
+
+    def mysummary(self) -> str:
+        value = self.to_python()
+        if isinstance(value, list):
+            value = f"[{len(value)}]"
+        return f"{DATA_TYPES.get(self.type_tag, 'data')} {value}"
+
+
+class _DataListField(PacketListField):
+    """The elements of an array/structure: `count` (the previous field) Data elements."""
+
+    __slots__: list[str] = []
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name, [], Data)
+
+    def getfield(self, pkt: Packet, s: bytes) -> tuple[bytes, list[Packet]]:
+        want = pkt.getfieldval("count")
+        kind = DATA_TYPES.get(pkt.type_tag, "data")
+        if _depth(pkt) > MAX_DEPTH:
+            # reported on the outermost Data, where tree walkers (bounded depth) still see it
+            root = pkt
+            while isinstance(root.parent, Data):
+                root = root.parent
+            add_finding(root, "error", "axdr.too-deep",
+                        f"Data nested deeper than {MAX_DEPTH} levels: the innermost {kind} is"
+                        f" kept as {len(s)} undecoded byte(s)")
+            pkt.__dict__["_axdr_abort"] = True
+            pkt.__dict__["_axdr_rest"] = s
+            return b"", []
+        if want > len(s):
+            return self._give_up(pkt, s, "axdr.bad-count",
+                                 f"{kind} of {want} elements in {len(s)} byte(s)")
+        out: list[Packet] = []
+        classes = DATA_CLASSES
+        while len(out) < want:
+            if not s:
+                add_finding(pkt, "error", "malformed.truncated",
+                            f"{kind}: {len(out)} of {want} elements present")
+                break
+            child = classes.get(s[0], DataUnknown)(s, _parent=pkt)
+            out.append(child)
+            s = child.__dict__.pop("_axdr_left", b"")
+            if "findings" in child.__dict__ or "_axdr_abort" in child.__dict__:
+                # the element already reported; stop here without a second finding
+                pkt.__dict__["_axdr_abort"] = True
+                break
+        return s, out
+
+    @staticmethod
+    def _give_up(pkt: Packet, s: bytes, code: str, message: str) -> tuple[bytes, list[Packet]]:
+        add_finding(pkt, "error", code, message)
+        pkt.__dict__["_axdr_rest"] = s
+        return b"", []
+
+
+class _DataSequence(Data):
+    """Common base of array and structure."""
+
+    fields_desc = [ByteEnumField("type", 1, DATA_TYPES),
+                   VarLenField("count", None, count_of="values"),
+                   _DataListField("values")]
+
+    def to_python(self) -> Any:
+        return [v.to_python() if isinstance(v, Data) else None for v in self.values]
+
+
+@_register
+class DataArray(_DataSequence):
+    name = "Data array"
+    type_tag = 1
+    fields_desc = [ByteEnumField("type", 1, DATA_TYPES), *_DataSequence.fields_desc[1:]]
+
+
+@_register
+class DataStructure(_DataSequence):
+    name = "Data structure"
+    type_tag = 2
+    fields_desc = [ByteEnumField("type", 2, DATA_TYPES), *_DataSequence.fields_desc[1:]]
+
+
+@_register
+class DataNull(Data):
+    name = "Data null-data"
+    type_tag = 0
+    fields_desc = [ByteEnumField("type", 0, DATA_TYPES)]
+
+
+@_register
+class DataDontCare(Data):
+    name = "Data dont-care"
+    type_tag = 255
+    fields_desc = [ByteEnumField("type", 255, DATA_TYPES)]
+
+
+@_register
+class DataBoolean(Data):
+    name = "Data boolean"
+    type_tag = 3
+    fields_desc = [ByteEnumField("type", 3, DATA_TYPES),
+                   ByteEnumField("value", 0, {0: "false", 1: "true"})]
+
+    def to_python(self) -> Any:
+        value = self.getfieldval("value")
+        return None if isinstance(value, RawVal) else bool(value)
+
+
+def _bit_bytes(pkt: Packet) -> int:
+    return (pkt.length + 7) // 8
+
+
+def _bits_of(pkt: Packet, nbytes: int) -> int:
+    return nbytes * 8
+
+
+class _BitsField(OctetsField):
+    def i2repr(self, pkt: Packet, x: bytes) -> str:
+        if not isinstance(x, bytes):
+            return repr(x)
+        return _bits(x, pkt.length if isinstance(pkt.length, int) else len(x) * 8)
+
+
+@_register
+class DataBitString(Data):
+    """bit-string: length in bits, then ceil(bits / 8) bytes."""
+
+    name = "Data bit-string"
+    type_tag = 4
+    fields_desc = [ByteEnumField("type", 4, DATA_TYPES),
+                   VarLenField("length", None, length_of="value", adjust=_bits_of),
+                   _BitsField("value", b"", length_from=_bit_bytes)]
+
+    def to_python(self) -> Any:
+        value = self.getfieldval("value")
+        if isinstance(value, RawVal):
+            return None
+        length = self.length if isinstance(self.length, int) else len(value) * 8
+        return _bits(value, length)
+
+
+def _length(pkt: Packet) -> int:
+    return pkt.length
+
+
+class _OctetStringValueField(OctetsField):
+    """Octet-string bytes; a date-time or an OBIS-looking value is shown decoded too."""
+
+    def i2repr(self, pkt: Packet, x: bytes) -> str:
+        if not isinstance(x, bytes):
+            return repr(x)
+        if looks_like_date_time(x):
+            return f"{x.hex()} ({_date_time_text(x)})"
+        if len(x) == 6:
+            name = obis_name(x)
+            return f"{x.hex()} ({obis_str(x)}{', ' + name if name else ''})"
+        return x.hex()
+
+
+class _TextValueField(OctetsField):
+    def i2repr(self, pkt: Packet, x: bytes) -> str:
+        return repr(_string_value(pkt.type_tag, x)) if isinstance(x, bytes) else repr(x)
+
+
+@_register
+class DataOctetString(Data):
+    name = "Data octet-string"
+    type_tag = 9
+    fields_desc = [ByteEnumField("type", 9, DATA_TYPES),
+                   VarLenField("length", None, length_of="value"),
+                   _OctetStringValueField("value", b"", length_from=_length)]
+
+    def to_python(self) -> Any:
+        value = self.getfieldval("value")
+        return None if isinstance(value, RawVal) else _string_value(9, value)
+
+
+@_register
+class DataVisibleString(Data):
+    name = "Data visible-string"
+    type_tag = 10
+    fields_desc = [ByteEnumField("type", 10, DATA_TYPES),
+                   VarLenField("length", None, length_of="value"),
+                   _TextValueField("value", b"", length_from=_length)]
+
+    def to_python(self) -> Any:
+        value = self.getfieldval("value")
+        return None if isinstance(value, RawVal) else _string_value(10, value)
+
+
+@_register
+class DataUtf8String(DataVisibleString):
+    name = "Data utf8-string"
+    type_tag = 12
+    fields_desc = [ByteEnumField("type", 12, DATA_TYPES), *DataVisibleString.fields_desc[1:]]
+
+    def to_python(self) -> Any:
+        value = self.getfieldval("value")
+        return None if isinstance(value, RawVal) else _string_value(12, value)
+
+
+def _simple(tag: int, field: Field, doc: str) -> type[Data]:
+    """A Data class made of the type tag and one fixed-size value field."""
+    cls_name = "Data" + "".join(p.capitalize() for p in DATA_TYPES[tag].split("-"))
+    cls = type(cls_name, (Data,), {
+        "__doc__": doc, "__module__": __name__, "name": f"Data {DATA_TYPES[tag]}",
+        "type_tag": tag, "fields_desc": [ByteEnumField("type", tag, DATA_TYPES), field],
+    })
+    return _register(cls)
+
+
+DataDoubleLong = _simple(5, SignedIntField("value", 0), "double-long: Integer32.")
+DataDoubleLongUnsigned = _simple(6, IntField("value", 0), "double-long-unsigned: Unsigned32.")
+DataBcd = _simple(13, SignedByteField("value", 0), "bcd: one byte, typed Integer8 by the ASN.1.")
+DataInteger = _simple(15, SignedByteField("value", 0), "integer: Integer8.")
+DataLong = _simple(16, SignedShortField("value", 0), "long: Integer16.")
+DataUnsigned = _simple(17, ByteField("value", 0), "unsigned: Unsigned8.")
+DataLongUnsigned = _simple(18, ShortField("value", 0), "long-unsigned: Unsigned16.")
+DataLong64 = _simple(20, SignedLongField("value", 0), "long64: Integer64.")
+DataLong64Unsigned = _simple(21, LongField("value", 0), "long64-unsigned: Unsigned64.")
+DataEnum = _simple(22, ByteField("value", 0), "enum: one byte.")
+DataFloat32 = _simple(23, IEEEFloatField("value", 0.0), "float32: IEEE 754 single.")
+DataFloat64 = _simple(24, IEEEDoubleField("value", 0.0), "float64: IEEE 754 double.")
+
+
+class _DateTimeData(Data):
+    def to_python(self) -> Any:
+        value = self.getfieldval("value")
+        return None if isinstance(value, RawVal) else date_time_value(value)
+
+
+@_register
+class DataDateTime(_DateTimeData):
+    """date-time: year u16, month, day, weekday, hour, minute, second, hundredths,
+    deviation i16 (0x8000 not specified), clock status."""
+
+    name = "Data date-time"
+    type_tag = 25
+    fields_desc = [ByteEnumField("type", 25, DATA_TYPES), DateTimeField("value", None, 12)]
+
+
+@_register
+class DataDate(_DateTimeData):
+    """date: year u16, month, day, weekday."""
+
+    name = "Data date"
+    type_tag = 26
+    fields_desc = [ByteEnumField("type", 26, DATA_TYPES), DateTimeField("value", None, 5)]
+
+
+@_register
+class DataTime(_DateTimeData):
+    """time: hour, minute, second, hundredths."""
+
+    name = "Data time"
+    type_tag = 27
+    fields_desc = [ByteEnumField("type", 27, DATA_TYPES), DateTimeField("value", None, 4)]
+
+
+def _contents_length(pkt: Packet) -> int:
+    return pkt.contents_length
+
+
+@_register
+class DataCompactArray(Data):
+    """compact-array: a TypeDescription, then the untagged element values as an octet string."""
+
+    name = "Data compact-array"
+    type_tag = 19
+    fields_desc = [ByteEnumField("type", 19, DATA_TYPES),
+                   TypeDescriptionField("description"),
+                   VarLenField("contents_length", None, length_of="contents"),
+                   OctetsField("contents", b"", length_from=_contents_length)]
+
+    def post_dissect(self, s: bytes) -> bytes:
+        s = super().post_dissect(s)
+        if "findings" not in self.__dict__:
+            try:
+                decode_compact_array(self.description, self.contents)
+            except ValueError as exc:
+                add_finding(self, "error", "axdr.bad-compact-array", f"compact-array: {exc}")
+        return s
+
+    def to_python(self) -> Any:
+        description, contents = self.getfieldval("description"), self.getfieldval("contents")
+        if isinstance(description, RawVal) or isinstance(contents, RawVal):
+            return None
+        try:
+            return decode_compact_array(description, contents)
+        except ValueError:
+            return {"description": description.hex(), "contents": contents.hex()}
+
+
+class DataUnknown(Data):
+    """A type tag that is not in `DATA_TYPES`: the rest of the bytes are kept as they are."""
+
+    name = "Data (unknown type)"
+    type_tag = -1
+    fields_desc = [ByteEnumField("type", 0xFE, DATA_TYPES), StrField("data", b"")]
+
+    def post_dissect(self, s: bytes) -> bytes:
+        add_finding(self, "error", "axdr.unknown-type",
+                    f"Data type tag {self.type} is not an A-XDR Data type")
+        return super().post_dissect(s)
+
+    def to_python(self) -> Any:
+        data = self.getfieldval("data")
+        return bytes(data).hex() if isinstance(data, bytes) else None
+
+
+class DataField(PacketField):
+    """A PacketField holding one A-XDR Data."""
+
+    __slots__: list[str] = []
+
+    def __init__(self, name: str, default: Data | None = None) -> None:
+        super().__init__(name, default, Data)
+
+
+# --------------------------------------------------------------------------- descriptors
+
+class CosemAttributeDescriptor(DLMSElement):
+    """Cosem-Attribute-Descriptor: class-id, instance-id (OBIS), attribute-id (Integer8)."""
+
+    name = "Cosem-Attribute-Descriptor"
+    fields_desc = [ShortEnumField("class_id", 1, INTERFACE_CLASSES),
+                   ObisField("instance_id", b"\x00" * 6),
+                   SignedByteField("attribute_id", 2)]
+
+    def mysummary(self) -> str:
+        cls = INTERFACE_CLASSES.get(self.class_id, str(self.class_id))
+        return f"{cls} {obis_str(self.instance_id)} attr {self.attribute_id}"
+
+
+class CosemMethodDescriptor(DLMSElement):
+    """Cosem-Method-Descriptor: class-id, instance-id (OBIS), method-id (Integer8)."""
+
+    name = "Cosem-Method-Descriptor"
+    fields_desc = [ShortEnumField("class_id", 1, INTERFACE_CLASSES),
+                   ObisField("instance_id", b"\x00" * 6),
+                   SignedByteField("method_id", 1)]
+
+    def mysummary(self) -> str:
+        cls = INTERFACE_CLASSES.get(self.class_id, str(self.class_id))
+        return f"{cls} {obis_str(self.instance_id)} method {self.method_id}"
+
+
+class SelectiveAccessDescriptor(DLMSElement):
+    """Selective-Access-Descriptor: access-selector, access-parameters (Data)."""
+
+    name = "Selective-Access-Descriptor"
+    fields_desc = [ByteField("access_selector", 1), DataField("access_parameters", None)]
+
+
+__all__ = [
+    "DATA_CLASSES", "DATA_TYPES", "MAX_DEPTH", "CosemAttributeDescriptor",
+    "CosemMethodDescriptor", "Data", "DataArray", "DataBcd", "DataBitString", "DataBoolean",
+    "DataCompactArray", "DataDate", "DataDateTime", "DataDontCare", "DataDoubleLong",
+    "DataDoubleLongUnsigned", "DataEnum", "DataField", "DataFloat32", "DataFloat64",
+    "DataInteger", "DataLong", "DataLong64", "DataLong64Unsigned", "DataLongUnsigned",
+    "DataNull", "DataOctetString", "DataStructure", "DataTime", "DataUnknown", "DataUnsigned",
+    "DataUtf8String", "DataVisibleString", "DateTimeField", "SelectiveAccessDescriptor",
+    "TypeDescriptionField", "data_value", "date_time_value", "decode_compact_array",
+    "encode_date_time", "looks_like_date_time",
+]

@@ -1,0 +1,325 @@
+"""HDLC frame format type 3 (IEC 62056-46): addresses, control, HCS/FCS, LLC, SNRM/UA parameters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scapy.fields import (
+    BitField,
+    XBitField,
+    ByteEnumField,
+    ByteField,
+    ConditionalField,
+    Field,
+    PacketLenField,
+    PacketListField,
+    XByteField,
+    XLEShortField,
+)
+from scapy.packet import Packet, Raw
+
+from .apdu.base import APDU
+from .crc import crc16
+from .expert import add_finding
+from .fields import OctetsField, VarLenField
+from .packet import DLMSElement, DLMSPacket
+
+FLAG = 0x7E
+LLC_REQUEST = b"\xe6\xe6\x00"
+LLC_RESPONSE = b"\xe6\xe7\x00"
+
+# Unnumbered and supervisory frames: control byte with the P/F bit (0x10) cleared -> name.
+_U_S_FRAMES = {0x01: "RR", 0x05: "RNR", 0x83: "SNRM", 0x43: "DISC", 0x63: "UA", 0x0F: "DM",
+               0x87: "FRMR", 0x03: "UI"}
+
+
+def control_kind(control: int) -> str:
+    """Frame kind named by a control byte: I, RR, RNR, SNRM, DISC, UA, DM, FRMR, UI or unknown."""
+    if not control & 0x01:
+        return "I"
+    if control & 0x03 == 0x01:
+        return _U_S_FRAMES.get(control & 0x0F, "unknown")
+    return _U_S_FRAMES.get(control & 0xEF, "unknown")
+
+
+def describe_control(control: int) -> str:
+    """Control byte in words, e.g. `I N(S)=1 N(R)=2 P/F=1` or `RR N(R)=3 P/F=1`."""
+    kind = control_kind(control)
+    pf = (control >> 4) & 1
+    if kind == "I":
+        return f"I N(S)={(control >> 1) & 7} N(R)={control >> 5} P/F={pf}"
+    if kind in ("RR", "RNR"):
+        return f"{kind} N(R)={control >> 5} P/F={pf}"
+    return f"{kind} P/F={pf}"
+
+
+def encode_address(upper: int, lower: int | None = None, size: int | None = None) -> bytes:
+    """HDLC address bytes: client SAP / upper address alone (1 byte) or upper+lower (2 or 4 bytes)."""
+    if lower is None and size in (None, 1):
+        return bytes([(upper & 0x7F) << 1 | 1])
+    lower = lower or 0
+    if size is None:
+        size = 2 if upper < 0x80 and lower < 0x80 else 4
+    if size == 2:
+        return bytes([(upper & 0x7F) << 1, (lower & 0x7F) << 1 | 1])
+    return bytes([(upper >> 7 & 0x7F) << 1, (upper & 0x7F) << 1,
+                  (lower >> 7 & 0x7F) << 1, (lower & 0x7F) << 1 | 1])
+
+
+def decode_address(raw: bytes) -> tuple[int, int | None]:
+    """(upper, lower) of an address field; lower is None for a 1-byte address."""
+    vals = [b >> 1 for b in raw]
+    if len(raw) == 1:
+        return vals[0], None
+    if len(raw) == 2:
+        return vals[0], vals[1]
+    if len(raw) == 4:
+        return vals[0] << 7 | vals[1], vals[2] << 7 | vals[3]
+    return int.from_bytes(bytes(vals), "big"), None
+
+
+def describe_address(raw: bytes) -> str:
+    """Address in words: `1` for a 1-byte address, `1/17` (logical/physical) otherwise."""
+    if not raw:
+        return "(none)"
+    upper, lower = decode_address(raw)
+    text = str(upper) if lower is None else f"{upper}/{lower}"
+    return text if len(raw) in (1, 2, 4) else f"{text} (invalid {len(raw)}-byte address)"
+
+
+class HDLCAddressField(Field[bytes, bytes]):
+    """An address of 1, 2 or 4 bytes whose last byte has bit 0 set (the extension bit).
+
+    Build from bytes, an int (1-byte address: client SAP or server upper address) or a tuple
+    (upper, lower) for a server address of 2 or 4 bytes.
+    """
+
+    def __init__(self, name: str, default: Any) -> None:
+        super().__init__(name, default)
+
+    def any2i(self, pkt: Packet | None, x: Any) -> bytes:
+        if isinstance(x, int):
+            return encode_address(x)
+        if isinstance(x, tuple):
+            return encode_address(*x)
+        return x
+
+    def addfield(self, pkt: Packet, s: bytes, val: bytes | None) -> bytes:
+        return s + (val or b"")
+
+    def getfield(self, pkt: Packet, s: bytes) -> tuple[bytes, bytes]:
+        for i, b in enumerate(s[:4]):
+            if b & 1:
+                return s[i + 1 :], s[: i + 1]
+        raise ValueError("no address byte with the extension bit within 4 bytes")
+
+    def i2len(self, pkt: Packet, x: bytes | None) -> int:
+        return len(x or b"")
+
+    def i2repr(self, pkt: Packet, x: bytes | None) -> str:
+        return f"{(x or b'').hex()} ({describe_address(x or b'')})"
+
+
+class HDLCControlField(XByteField):
+    """The control byte, shown decoded (I N(S)/N(R), RR, SNRM, UA, ...)."""
+
+    def i2repr(self, pkt: Packet, x: int | None) -> str:
+        return "None" if x is None else f"0x{x:02x} ({describe_control(x)})"
+
+
+HDLC_PARAMETERS = {0x05: "max-info-field-length-transmit", 0x06: "max-info-field-length-receive",
+                   0x07: "window-size-transmit", 0x08: "window-size-receive"}
+
+
+class IntBytesField(OctetsField):
+    """A big-endian unsigned value of the length its length field gives (shown as a number)."""
+
+    def any2i(self, pkt: Packet | None, x: Any) -> bytes:
+        if isinstance(x, int):
+            return x.to_bytes(1 if x < 0x100 else 2 if x < 0x10000 else 4, "big")
+        return super().any2i(pkt, x)
+
+    def i2repr(self, pkt: Packet, x: bytes) -> str:
+        return str(int.from_bytes(x, "big")) if x else "(empty)"
+
+
+class HDLCParameter(DLMSElement):
+    """One negotiation parameter of SNRM/UA: id, length, value."""
+
+    name = "HDLC parameter"
+    fields_desc = [
+        ByteEnumField("parameter_id", 0x05, HDLC_PARAMETERS),
+        VarLenField("parameter_length", None, length_of="value"),
+        IntBytesField("value", b"\x80", length_from=lambda p: p.parameter_length),
+    ]
+
+
+class HDLCParameters(DLMSElement):
+    """SNRM/UA information field: format 81, group 80, group length, parameters."""
+
+    name = "HDLC parameter negotiation"
+    fields_desc = [
+        XByteField("format_id", 0x81),
+        XByteField("group_id", 0x80),
+        VarLenField("group_length", None, length_of="parameters"),
+        PacketListField("parameters", [], HDLCParameter,
+                        length_from=lambda p: p.group_length),
+    ]
+
+
+class LLC(DLMSPacket):
+    """IEC 8802-2 LLC header of an HDLC I/UI frame: E6 E6 00 (command) or E6 E7 00 (response).
+
+    Its payload is the APDU, or an `HDLCSegment` when the frame's segmentation bit is set.
+    """
+
+    name = "LLC"
+    fields_desc = [
+        XByteField("dsap", 0xE6),
+        XByteField("ssap", 0xE6),
+        XByteField("quality", 0x00),
+    ]
+
+    def guess_payload_class(self, payload: bytes) -> type[Packet]:
+        parent = self.parent
+        if parent is not None and getattr(parent, "segmentation", 0):
+            return HDLCSegment
+        return APDU
+
+    def mysummary(self) -> str:
+        return "LLC response" if self.ssap == 0xE7 else "LLC command"
+
+
+class HDLCSegment(Raw):
+    """Part of an APDU split across HDLC frames; the reassembler joins the segments."""
+
+    name = "HDLC segment"
+
+
+def _info_class(pkt: Packet, data: bytes) -> Packet:
+    kind = control_kind(pkt.control if pkt.control is not None else 0x10)
+    if kind in ("SNRM", "UA") and data[:2] == b"\x81\x80":
+        return HDLCParameters(data, _parent=pkt)
+    if kind in ("I", "UI") and data[:3] in (LLC_REQUEST, LLC_RESPONSE):
+        return LLC(data, _parent=pkt, stop_dissection_after=pkt.stop_dissection_after)
+    return HDLCSegment(data)
+
+
+class HDLCInformationField(PacketLenField):
+    """The information field: LLC+APDU, SNRM/UA parameters, or a raw segment."""
+
+    def m2i(self, pkt: Packet, m: bytes) -> Packet:
+        return _info_class(pkt, m)
+
+
+def _header_len(pkt: Packet) -> int:
+    """Bytes from the format field through the control byte."""
+    return 2 + len(pkt.destination or b"") + len(pkt.source or b"") + 1
+
+
+def _has_information(pkt: Packet) -> bool:
+    info = pkt.fields.get("information")
+    if info is not None:
+        return len(info) > 0
+    return pkt.length is not None and pkt.length > _header_len(pkt) + 2
+
+
+def _information_len(pkt: Packet) -> int:
+    return max(0, (pkt.length or 0) - _header_len(pkt) - 4)
+
+
+class HDLC(DLMSPacket):
+    """An HDLC frame, flag to flag. Length, HCS and FCS are computed on build when left None."""
+
+    name = "HDLC"
+    fields_desc = [
+        XByteField("flag", FLAG),
+        XBitField("frame_format", 0xA, 4),
+        BitField("segmentation", 0, 1),
+        BitField("length", None, 11),
+        HDLCAddressField("destination", b"\x03"),
+        HDLCAddressField("source", b"\x21"),
+        HDLCControlField("control", 0x10),
+        ConditionalField(XLEShortField("hcs", None), _has_information),
+        ConditionalField(HDLCInformationField("information", None, Raw,
+                                              length_from=_information_len),
+                         _has_information),
+        XLEShortField("fcs", None),
+        XByteField("closing_flag", FLAG),
+    ]
+
+    def pre_dissect(self, s: bytes) -> bytes:
+        self.__dict__["wire"] = s
+        return s
+
+    def post_dissect(self, s: bytes) -> bytes:
+        self._check(self.__dict__.pop("wire", b""))
+        return s
+
+    def _check(self, wire: bytes) -> None:
+        """HCS, FCS, flags, format type and length against the bytes on the wire."""
+        self.__dict__["hcs_ok"] = self.__dict__["fcs_ok"] = None
+        if self.length is None or self.fcs is None:
+            return
+        if self.flag != FLAG or self.closing_flag != FLAG:
+            add_finding(self, "error", "hdlc.bad-flag", "frame does not start and end with 7E")
+        if self.frame_format != 0xA:
+            add_finding(self, "error", "hdlc.bad-format",
+                        f"frame format type {self.frame_format:X}, expected A (type 3)")
+        if len(wire) < self.length + 2:
+            add_finding(self, "error", "hdlc.truncated",
+                        f"length field says {self.length} bytes, {max(0, len(wire) - 2)} present")
+            return
+        hdr = _header_len(self)
+        if _has_information(self):
+            ok = crc16(wire[1 : 1 + hdr]) == self.hcs
+            self.__dict__["hcs_ok"] = ok
+            if not ok:
+                add_finding(self, "error", "hdlc.bad-hcs",
+                            f"HCS {self.hcs:04x} wrong, computed {crc16(wire[1 : 1 + hdr]):04x}")
+        fcs = crc16(wire[1 : self.length - 1])
+        self.__dict__["fcs_ok"] = fcs == self.fcs
+        if fcs != self.fcs:
+            add_finding(self, "error", "hdlc.bad-fcs", f"FCS {self.fcs:04x} wrong, computed {fcs:04x}")
+
+    def extract_padding(self, s: bytes) -> tuple[bytes, bytes]:
+        return b"", s
+
+    def post_build(self, p: bytes, pay: bytes) -> bytes:
+        buf = bytearray(p)
+        if self.length is None:
+            n = len(buf) - 2
+            buf[1] = (buf[1] & 0xF8) | (n >> 8 & 0x07)
+            buf[2] = n & 0xFF
+        hdr = _header_len(self)
+        if _has_information(self) and self.hcs is None:
+            buf[1 + hdr : 3 + hdr] = crc16(bytes(buf[1 : 1 + hdr])).to_bytes(2, "little")
+        if self.fcs is None:
+            buf[-3:-1] = crc16(bytes(buf[1:-3])).to_bytes(2, "little")
+        return bytes(buf) + pay
+
+    # Views used by the dissector and in interactive sessions.
+    @property
+    def kind(self) -> str:
+        return control_kind(self.control)
+
+    @property
+    def apdu(self) -> Packet | None:
+        """The APDU carried by a complete (unsegmented) I/UI frame, else None."""
+        info = self.fields.get("information")
+        if isinstance(info, LLC) and not self.segmentation:
+            pay = info.payload
+            return None if isinstance(pay, (Raw,)) or not pay else pay
+        return None
+
+    def mysummary(self) -> str:
+        seg = " segmented" if self.segmentation else ""
+        return (f"HDLC {describe_address(self.source)} -> {describe_address(self.destination)} "
+                f"{describe_control(self.control)}{seg}")
+
+
+HDLC_ADDRESS_ROLES = {"client": "1-byte client SAP", "server": "upper (logical) / lower (physical)"}
+
+__all__ = ["HDLC", "LLC", "HDLCParameters", "HDLCParameter", "HDLCSegment", "ByteField",
+           "control_kind", "describe_control", "encode_address", "decode_address",
+           "describe_address"]
