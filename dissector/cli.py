@@ -18,6 +18,7 @@ from keys.keystore import (
 
 from .model import ApduRecord
 from .output import Writer
+from .pipeline import Dissector
 
 KEY_FLAGS = ("ek", "ak", "bek", "kek", "dk", "hls_secret", "client_title", "server_title")
 
@@ -74,7 +75,8 @@ def load_keys(args: argparse.Namespace) -> Keystore:
     return store
 
 
-def _records_to(out: TextIO, args: argparse.Namespace, records: Iterable[ApduRecord]) -> int:
+def _records_to(out: TextIO, args: argparse.Namespace, records: Iterable[ApduRecord],
+                dis: Dissector | None = None) -> int:
     from .display_filter import compile_filter
 
     mode = "json" if args.json else "tree" if args.verbose else "summary"
@@ -92,6 +94,8 @@ def _records_to(out: TextIO, args: argparse.Namespace, records: Iterable[ApduRec
             writer.write(rec)
             if pcap is not None:
                 pcap.write(rec)
+        if dis is not None:
+            writer.end(dis.finish())
     finally:
         if pcap is not None:
             pcap.close()
@@ -101,12 +105,10 @@ def _records_to(out: TextIO, args: argparse.Namespace, records: Iterable[ApduRec
 def cmd_read(args: argparse.Namespace, out: TextIO) -> int:
     from .capture import dissect_capture, stats_text
     from .framing import parse_port_spec
-    from .pipeline import Dissector
-
     store = load_keys(args)
     ports = dict(parse_port_spec(p) for p in args.port)
     dis = Dissector(store)
-    status = _records_to(out, args, dissect_capture(args.capture, dis, ports or None))
+    status = _records_to(out, args, dissect_capture(args.capture, dis, ports or None), dis)
     if args.stats:
         out.write(stats_text(dis))
     return status
@@ -114,7 +116,6 @@ def cmd_read(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_decode(args: argparse.Namespace, out: TextIO) -> int:
     from .hexinput import parse_hex, units_from_line
-    from .pipeline import Dissector
 
     store = load_keys(args)
     lines = args.hex or [line for line in sys.stdin.read().splitlines() if line.strip()]
@@ -127,7 +128,7 @@ def cmd_decode(args: argparse.Namespace, out: TextIO) -> int:
         for unit in units:
             yield from dis.feed(unit)
 
-    return _records_to(out, args, records())
+    return _records_to(out, args, records(), dis)
 
 
 def cmd_keys_check(args: argparse.Namespace, out: TextIO) -> int:

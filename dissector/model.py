@@ -42,8 +42,16 @@ class ApduRecord:
     @property
     def envelope(self) -> Any:
         """The outermost ciphered envelope of the APDU (or of its user-information), if any."""
+        envelopes = [p for p in iter_tree(self.packet)
+                     if getattr(type(p), "decipher", None) is not None]
+        return next((p for p in envelopes if p.ciphered is not None),
+                    envelopes[0] if envelopes else None)
+
+    @property
+    def signing(self) -> Any:
+        """The general-signing envelope around the APDU, if any."""
         return next((p for p in iter_tree(self.packet)
-                     if getattr(type(p), "decipher", None) is not None), None)
+                     if getattr(p, "family", "") == "signing"), None)
 
     def all_findings(self) -> list[Finding]:
         out: list[Finding] = []
@@ -60,8 +68,11 @@ class ApduRecord:
         sc = env.security_control
         res = env.deciphered
         title = res.system_title if res is not None else env.carried_title()
+        signing = self.signing
+        signed = signing.deciphered if signing is not None else None
         return {
             "envelope": env.apdu_name,
+            "signature_verified": signed.tag_verified if signed is not None else None,
             "control": sc,
             "suite": sc_suite(sc) if sc is not None else None,
             "authenticated": sc_authenticated(sc) if sc is not None else None,

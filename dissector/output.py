@@ -102,6 +102,19 @@ class Writer:
         self.out.flush()
 
 
+    def end(self, findings: list) -> None:
+        """Findings about the input as a whole (what never completed), after the last APDU."""
+        if not findings:
+            return
+        if self.mode == "json":
+            self.out.write(json.dumps({"end": True, "expert": [f.as_dict() for f in findings]})
+                           + "\n")
+        else:
+            self.out.write("end of input:\n" + "\n".join(
+                f"       {f.severity}: {f.code}: {f.message}" for f in findings) + "\n")
+        self.out.flush()
+
+
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, (bytes, bytearray)):
         return bytes(obj).hex().upper()

@@ -15,7 +15,7 @@ from layers.hdlc import HDLC, LLC, LLC_RESPONSE, control_kind, decode_address
 from layers.wrapper import Wrapper
 
 from .model import ApduRecord
-from .reassembly import HdlcReassembler
+from .reassembly import BlockReassembler, HdlcReassembler
 from .tracker import Tracker
 
 #: Tags sent by servers on their own initiative (pushes) or as answers.
@@ -54,8 +54,10 @@ class Dissector:
     def __init__(self, keystore: Keystore | None = None) -> None:
         self.keystore = keystore or Keystore([])
         self.contexts: dict[str, KeyContext] = {}
-        self.tracker = Tracker()
+        self.tracker = Tracker(self.keystore)
         self.hdlc = HdlcReassembler()
+        self.blocks = BlockReassembler()
+        self.hdlc_directions: dict[tuple[str, bytes, bytes], str] = {}
         self.count = 0
 
     def context(self, link: str) -> KeyContext:
@@ -71,6 +73,19 @@ class Dissector:
                      n.startswith(link + " ")]:
             self.tracker.close(name)
         return self.hdlc.drop(link)
+
+    def finish(self) -> list[Finding]:
+        """End of input: what never completed (HDLC segments, block transfers)."""
+        out = [Finding("warning", "hdlc.incomplete",
+                       f"{k[0]}: segmented APDU never completed (frames"
+                       f" {','.join(map(str, p.frames))})") for k, p in self.hdlc.pending.items()]
+        out += [Finding("warning", "gbt.incomplete",
+                        f"{k[0]}: general-block-transfer never reached its last block (frames"
+                        f" {','.join(map(str, p.frames))})")
+                for k, (_, p) in self.blocks.pending.items()]
+        self.hdlc.pending.clear()
+        self.blocks.pending.clear()
+        return out
 
     # -- per transport ------------------------------------------------------------------
     def feed(self, unit: Unit) -> Iterator[ApduRecord]:
@@ -91,7 +106,13 @@ class Dissector:
         info = frame.fields.get("information")
         raw_info = bytes(info) if info is not None else b""
         if direction == "unknown":
-            direction = _hdlc_direction(kind, dst, src, raw_info)
+            pair = (unit.link, src, dst)
+            direction = _hdlc_direction(kind, dst, src, raw_info, self.hdlc_directions.get(pair))
+            if direction != "unknown":
+                if len(self.hdlc_directions) > 4096:
+                    self.hdlc_directions.clear()
+                self.hdlc_directions[pair] = direction
+                self.hdlc_directions[(unit.link, dst, src)] = _reverse(direction)
         client, server = (src, dst) if direction != "server->client" else (dst, src)
         link = f"{unit.link} hdlc {_addr(client)}-{_addr(server)}" if unit.link != "input" \
             else f"hdlc {_addr(client)}-{_addr(server)}"
@@ -142,6 +163,27 @@ class Dissector:
             rec.findings.extend(unit.findings)
         self.tracker.observe(rec, st)
         yield rec
+        if rec.apdu == "general-block-transfer":
+            yield from self._block(unit, rec, link, direction, frame_packets, transport)
+
+    def _block(self, unit: Unit, rec: ApduRecord, link: str, direction: str,
+               frame_packets: list[Packet], transport: str) -> Iterator[ApduRecord]:
+        """Feed a general-block-transfer block; when the last one arrives, dissect the APDU."""
+        gbt = rec.packet
+        data = bytes(gbt.block_data or b"")
+        if not data and not gbt.last_block:
+            return
+        done, found = self.blocks.feed((link, direction), int(gbt.block_number),
+                                       bool(gbt.last_block), data, rec.frames)
+        rec.findings.extend(found)
+        if done is None or not done.data:
+            return
+        for joined in self._apdu(unit, done.data, link, direction, frame_packets, transport,
+                                 frames=done.frames):
+            joined.findings.append(Finding("note", "gbt.reassembled",
+                                           f"reassembled from general-block-transfer blocks in"
+                                           f" frames {','.join(map(str, done.frames))}"))
+            yield joined
 
 
 def _addr(raw: bytes) -> str:
@@ -149,7 +191,14 @@ def _addr(raw: bytes) -> str:
     return str(upper) if lower is None else f"{upper}/{lower}"
 
 
-def _hdlc_direction(kind: str, dst: bytes, src: bytes, info: bytes) -> str:
+def _reverse(direction: str) -> str:
+    return {"client->server": "server->client", "server->client": "client->server"}.get(
+        direction, direction)
+
+
+def _hdlc_direction(kind: str, dst: bytes, src: bytes, info: bytes, known: str | None) -> str:
+    """Direction of a frame: from its kind or LLC, else what this address pair had, else the
+    address sizes (a client address is one byte)."""
     if kind in ("SNRM", "DISC"):
         return "client->server"
     if kind in ("UA", "DM", "FRMR"):
@@ -158,6 +207,8 @@ def _hdlc_direction(kind: str, dst: bytes, src: bytes, info: bytes) -> str:
         return "server->client"
     if info[:2] == b"\xe6\xe6":
         return "client->server"
+    if known is not None:
+        return known
     if len(src) == 1 and len(dst) > 1:
         return "client->server"
     if len(dst) == 1 and len(src) > 1:

@@ -46,10 +46,14 @@ class HdlcReassembler:
             part = Pending()
             if has_llc:
                 info = info[3:]
-            else:
+            elif segmented:
                 found.append(Finding("warning", "hdlc.no-llc",
-                                     "I-frame information without LLC header and no segment"
-                                     " pending: the first segment was not captured"))
+                                     "segment without LLC header and no segment pending: the"
+                                     " first segment was not captured"))
+            else:
+                found.append(Finding("note", "hdlc.no-llc",
+                                     "information field without LLC header: taken as a whole"
+                                     " APDU"))
         part.data += info
         part.frames.append(frame)
         if len(part.data) > MAX_APDU:
@@ -73,32 +77,33 @@ class HdlcReassembler:
 
 
 class BlockReassembler:
-    """Joins general-block-transfer blocks (block data of all blocks is one APDU)."""
+    """Joins general-block-transfer blocks per link and direction (the block data of all blocks
+    is one APDU). Lost and repeated blocks are findings on the block that shows them."""
 
     def __init__(self) -> None:
         self.pending: dict[tuple[str, str], tuple[int, Pending]] = {}
 
     def feed(self, key: tuple[str, str], block_number: int, last: bool, data: bytes,
-             frames: list[int]) -> Assembled | None:
+             frames: list[int]) -> tuple[Assembled | None, list[Finding]]:
         found: list[Finding] = []
-        expected, part = self.pending.get(key, (1, Pending()))
+        expected, part = self.pending.get(key, (block_number, Pending()))
         if block_number < expected:
             found.append(Finding("warning", "gbt.repeated-block",
                                  f"block {block_number} repeated (expected {expected})"))
-            return None
+            return None, found
         if block_number > expected:
             found.append(Finding("error", "gbt.lost-block",
-                                 f"blocks {expected}..{block_number - 1} missing"))
+                                 f"blocks {expected}..{block_number - 1} missing: the joined"
+                                 " APDU is incomplete"))
         part.data += data
         part.frames.extend(f for f in frames if f not in part.frames)
         if len(part.data) > MAX_APDU:
             self.pending.pop(key, None)
-            return Assembled(b"", part.frames, [Finding(
-                "error", "gbt.flood", f"block transfer exceeds {MAX_APDU} bytes: dropped")])
+            found.append(Finding("error", "gbt.flood",
+                                 f"block transfer exceeds {MAX_APDU} bytes: dropped"))
+            return None, found
         if not last:
             self.pending[key] = (block_number + 1, part)
-            if found:
-                return Assembled(b"", [], found)
-            return None
+            return None, found
         self.pending.pop(key, None)
-        return Assembled(bytes(part.data), part.frames, found)
+        return Assembled(bytes(part.data), part.frames), found

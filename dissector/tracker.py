@@ -8,6 +8,9 @@ from typing import Any
 from scapy.packet import Packet
 
 from keys.context import Association
+from keys.hls import HlsInputError, verify_hls
+from keys.keystore import Keystore
+from keys.wrap import KeyTransferFormatError, UnwrapError, key_id_name, unwrap_key_transfer
 from keys.secret import SecretKey
 from layers.expert import Finding
 from layers.tree import iter_tree
@@ -53,6 +56,7 @@ class AssociationState:
     ic_range: dict[str, list[int]] = field(default_factory=dict)
     findings: int = 0
     errors: int = 0
+    new_keys: list[tuple[Any, int, SecretKey]] = field(default_factory=list)
 
     def release(self) -> None:
         """The association ended: the dedicated key dies with it."""
@@ -66,12 +70,19 @@ def _first(pkt: Packet | None, cls_name: str) -> Packet | None:
     return next((p for p in iter_tree(pkt) if type(p).__name__ == cls_name), None)
 
 
+def _octet_string(pkt: Packet | None) -> bytes | None:
+    """The first A-XDR octet-string value in a tree (the HLS f() parameter or return value)."""
+    p = _first(pkt, "DataOctetString")
+    return bytes(p.value) if p is not None and p.value is not None else None
+
+
 def invoke_id(pkt: Packet | None) -> int | None:
     """The invoke-id of a service APDU (plain or deciphered), if it has one."""
     for p in iter_tree(pkt):
-        for name in ("invoke_id", "long_invoke_id"):
-            if name in p.fields:
-                return int(p.fields[name])
+        if "invoke_id_and_priority" in p.fields:
+            return int(p.fields["invoke_id_and_priority"]) & 0x0F
+        if "long_invoke_id_and_priority" in p.fields:
+            return int(p.fields["long_invoke_id_and_priority"]) & 0xFFFFFF
     return None
 
 
@@ -95,9 +106,9 @@ def effective(rec: ApduRecord) -> Packet:
 class Tracker:
     """Follows associations per link and adds expert findings to records."""
 
-    def __init__(self) -> None:
+    def __init__(self, keystore: Keystore | None = None) -> None:
         self.associations: dict[str, AssociationState] = {}
-        self.finished: list[AssociationState] = []
+        self.keystore = keystore or Keystore([])
 
     def get(self, link: str) -> AssociationState:
         st = self.associations.get(link)
@@ -127,8 +138,11 @@ class Tracker:
         if plain_name(name) == "action-request" or meaning == "action-request":
             self._hls_request(rec, st, pkt)
         if meaning == "action-response" and st.hls_pending:
-            st.hls_pending = False
-            st.authenticated = True
+            self._hls_response(rec, st, pkt)
+        if meaning == "action-request" and method_of(pkt) == (64, 2):
+            self._key_transfer(rec, st, pkt)
+        if meaning == "action-response" and st.new_keys:
+            self._apply_keys(rec, st, pkt)
         self._pair(rec, st, meaning)
         for f in rec.all_findings():
             st.findings += 1
@@ -175,16 +189,122 @@ class Tracker:
             st.authenticated = True
 
     def _hls_request(self, rec: ApduRecord, st: AssociationState, pkt: Packet) -> None:
+        if not st.hls_pending:
+            return
         meth = method_of(pkt)
-        if meth != (15, 1) or not st.hls_pending:
+        seen = meth is not None
+        if seen and meth != (15, 1):
             return
         rec.__dict__["hls_pass"] = 3
+        if seen:
+            self._check_hls(rec, st, pkt, 3)
         env = rec.envelope
         if env is not None and getattr(env, "family", "") == "ded":
+            how = "" if seen else " (ciphered: taken as pass 3, the first action-request while" \
+                " the AARE's authentication-required is pending)"
             rec.findings.append(Finding(
                 "warning", "assoc.ded-before-auth",
                 "ded-ciphered HLS pass 3 before the association is authenticated: most servers"
-                " expect glo- (global key) until pass 4"))
+                f" expect glo- (global key) until pass 4{how}"))
+
+    def _key_transfer(self, rec: ApduRecord, st: AssociationState, pkt: Packet) -> None:
+        """Security setup key_transfer: unwrap the new keys with the KEK, apply on success."""
+        param = _first(pkt, "DataArray")
+        if param is None:
+            return
+        data = bytes(param)
+        entries = [e for e in self.keystore.for_titles(st.keys.server_title, st.keys.client_title)
+                   if e.kek is not None]
+        if not entries:
+            rec.findings.append(Finding("note", "keys.transfer-not-followed",
+                                        "key_transfer seen, but no KEK in the keystore: the new"
+                                        " keys cannot be followed"))
+            return
+        for entry in entries:
+            try:
+                keys = unwrap_key_transfer(entry.kek, data)
+            except (UnwrapError, KeyTransferFormatError, ValueError):
+                continue
+            st.new_keys = [(entry, kid, key) for kid, key in keys]
+            names = ", ".join(key_id_name(kid) for kid, _ in keys)
+            rec.findings.append(Finding("note", "keys.transfer",
+                                        f"key_transfer: new {names} unwrapped with"
+                                        f" {entry.name}/kek (used once the server accepts)"))
+            return
+        rec.findings.append(Finding("error", "keys.transfer-unwrap-failed",
+                                    "key_transfer: the wrapped keys do not unwrap with any KEK"
+                                    " of the keystore"))
+
+    def _apply_keys(self, rec: ApduRecord, st: AssociationState, pkt: Packet) -> None:
+        result = next((p.fields.get("result") for p in iter_tree(pkt)
+                       if "result" in p.fields), None)
+        pending, st.new_keys = st.new_keys, []
+        if result not in (None, 0):
+            rec.findings.append(Finding("warning", "keys.transfer-refused",
+                                        "the server refused key_transfer: old keys stay"))
+            return
+        attr = {0: "ek", 1: "bek", 2: "ak", 3: "kek"}
+        for entry, kid, key in pending:
+            if kid in attr:
+                setattr(entry, attr[kid], key.renamed(f"{entry.name}/{attr[kid]} (transferred"
+                                                      f" frame {rec.frames[0]})"))
+        rec.findings.append(Finding("note", "keys.transfer-applied",
+                                    "key_transfer accepted: the new keys are used from the next"
+                                    " APDU on"))
+
+    def _hls_response(self, rec: ApduRecord, st: AssociationState, pkt: Packet) -> None:
+        st.hls_pending = False
+        result = next((p.fields.get("result") for p in iter_tree(pkt)
+                       if "result" in p.fields), None)
+        if result not in (None, 0):
+            rec.findings.append(Finding("error", "assoc.hls-refused",
+                                        "the server refused HLS pass 3: the association is not"
+                                        " authenticated"))
+            return
+        rec.__dict__["hls_pass"] = 4
+        st.authenticated = self._check_hls(rec, st, pkt, 4) is not False
+
+    def _check_hls(self, rec: ApduRecord, st: AssociationState, pkt: Packet,
+                   hls_pass: int) -> bool | None:
+        """Verify f(StoC) (pass 3) or f(CtoS) (pass 4) with the keystore's secrets."""
+        f_value = _octet_string(pkt)
+        mech = st.mechanism
+        if f_value is None or mech is None or not 2 <= mech <= 7:
+            return None
+        k = st.keys
+        client, server = k.client_title, k.server_title
+        if hls_pass == 3:
+            challenge, own, me, peer, side = st.stoc, st.ctos, client, server, "client"
+        else:
+            challenge, own, me, peer, side = st.ctos, st.stoc, server, client, "server"
+        if challenge is None:
+            return None
+        verdict: bool | None = None
+        used = ""
+        for entry in self.keystore.for_titles(server, client):
+            try:
+                verdict = verify_hls(mech, f_value, challenge, secret=entry.hls_secret,
+                                     ek=entry.ek, ak=entry.ak, system_title=me, peer_title=peer,
+                                     own_challenge=own,
+                                     public_key=entry.signing_public_key(side))
+            except HlsInputError:
+                verdict = None
+            if verdict is not None:
+                used = entry.name
+                if verdict:
+                    break
+        what = "f(StoC)" if hls_pass == 3 else "f(CtoS)"
+        name = MECHANISM_NAMES.get(mech, str(mech))
+        if verdict is True:
+            rec.findings.append(Finding("note", "assoc.hls-verified",
+                                        f"HLS pass {hls_pass}: {what} verified ({name},"
+                                        f" keys {used})"))
+        elif verdict is False:
+            rec.findings.append(Finding("error", "assoc.hls-mismatch",
+                                        f"HLS pass {hls_pass}: {what} does not match ({name},"
+                                        f" keys {used}): wrong secret/key, or the peer computes"
+                                        " it differently"))
+        return verdict
 
     def _security(self, rec: ApduRecord, st: AssociationState) -> None:
         sec = rec.security()

@@ -79,13 +79,13 @@ class KeyContext:
         out: list[Candidate] = []
         if kind == "dedicated" and self.association.dedicated_key is not None:
             ak = next((e.ak for e in self._entries() if e.ak is not None), None)
-            src = self.association.dedicated_source or "AARQ"
-            out.append(Candidate(self.association.dedicated_key, ak, kind, f"dedicated ({src})"))
+            src = self.association.dedicated_source or "learned from an AARQ"
+            out.append(Candidate(self.association.dedicated_key, ak, kind, src))
         attr = {"global-unicast": "ek", "global-broadcast": "bek", "dedicated": "dedicated"}[kind]
         for entry in self._entries():
             key = getattr(entry, attr)
             if key is not None:
-                out.append(Candidate(key, entry.ak, kind, f"{entry.name}/{attr}"))
+                out.append(Candidate(key, entry.ak, kind, key.name))
         return out
 
     def all_candidates(self) -> list[Candidate]:
@@ -96,7 +96,7 @@ class KeyContext:
                                ("dedicated", "dedicated")):
                 key = getattr(entry, attr)
                 if key is not None:
-                    out.append(Candidate(key, entry.ak, kind, f"{entry.name}/{attr}"))
+                    out.append(Candidate(key, entry.ak, kind, key.name))
         return out
 
     # -- IV system title ------------------------------------------------------------------
@@ -110,9 +110,13 @@ class KeyContext:
             if getattr(acse, "apdu_name", "") in ("aarq", "rlrq"):
                 return getattr(acse, "calling_ap_title", None) or self.association.client_title
             return getattr(acse, "responding_ap_title", None) or self.association.server_title
-        if self._sent_by_client(env):
-            return self.association.client_title
-        return self.association.server_title
+        client = self._sent_by_client(env)
+        title = self.association.client_title if client else self.association.server_title
+        if title is None:
+            attr = "client_system_title" if client else "system_title"
+            title = next((getattr(e, attr) for e in self.keystore.entries
+                          if getattr(e, attr) is not None), None)
+        return title
 
     def _sent_by_client(self, env: Any) -> bool:
         if self.direction in ("client->server", "server->client"):
@@ -120,8 +124,114 @@ class KeyContext:
         return getattr(env, "plain_tag", None) in REQUEST_TAGS
 
     # -- deciphering ----------------------------------------------------------------------
+    def _primary(self, env: Any, kind: str) -> list[Candidate]:
+        """Keys the envelope itself names: by tag family, or by general-ciphering key-info."""
+        if kind == "wrapped":
+            return self._unwrapped(env)
+        if kind == "agreed":
+            return self._agreed(env)
+        return self.candidates(kind)
+
+    def _unwrapped(self, env: Any) -> list[Candidate]:
+        from .wrap import UnwrapError, unwrap_key
+
+        out = []
+        data = bytes(env.key_info.key_ciphered_data or b"")
+        for entry in self._entries():
+            if entry.kek is None:
+                continue
+            try:
+                key = unwrap_key(entry.kek, data)
+            except (UnwrapError, ValueError):
+                add_finding(env, "warning", "security.unwrap-failed",
+                            f"wrapped key does not unwrap with {entry.name}/kek")
+                continue
+            out.append(Candidate(SecretKey(key, f"{entry.name}/wrapped"), entry.ak, "wrapped",
+                                 f"{entry.name}/kek-wrapped key"))
+        return out
+
+    def _agreed(self, env: Any) -> list[Candidate]:
+        from . import agreement
+
+        info = env.key_info
+        scheme = bytes(info.key_parameters or b"\x00")[0]
+        sc = env.security_control or 0
+        suite = sc & 0x0F
+        originator = env.carried_title() or b""
+        recipient = bytes(env.recipient_system_title or b"")
+        out = []
+        for entry in self._entries():
+            for side, peer in (("server", "client"), ("client", "server")):
+                priv = getattr(entry, f"{side}_agreement_key")
+                if priv is None:
+                    continue
+                try:
+                    if scheme == 1:
+                        eph, sig = agreement.split_agreed_key_data(
+                            suite, bytes(info.key_ciphered_data or b""))
+                        signer = entry.signing_public_key(peer)
+                        if signer is not None and not agreement.verify_ephemeral_key(
+                                signer, eph, sig):
+                            add_finding(env, "error", "security.ephemeral-signature",
+                                        "the ephemeral public key's signature does not verify"
+                                        f" with {entry.name}/{peer} signing key")
+                        key = agreement.one_pass_dh_key(suite, priv, eph, originator,
+                                                        recipient)
+                    elif scheme == 2:
+                        pub = entry.agreement_public_key(peer)
+                        if pub is None:
+                            continue
+                        key = agreement.static_unified_key(
+                            suite, priv, pub, originator, recipient,
+                            bytes(env.transaction_id or b""))
+                    else:
+                        add_finding(env, "warning", "security.key-parameters",
+                                    f"unknown key-agreement scheme {scheme}")
+                        return out
+                except (ValueError, agreement.KeyLoadError):
+                    continue
+                out.append(Candidate(SecretKey(key, f"{entry.name}/agreed"), entry.ak,
+                                     "agreed", f"{entry.name}/{side}-agreed key"))
+        return out
+
+    def _verify_signature(self, env: Any) -> DecipherResult:
+        from .agreement import verify_raw
+
+        res = DecipherResult()
+        originator = env.carried_title()
+        signature = bytes(env.signature or b"")
+        keys = []
+        for entry in self.keystore.entries:
+            for side, title in (("server", entry.system_title),
+                                ("client", entry.client_system_title)):
+                pub = entry.signing_public_key(side)
+                if pub is not None and title in (None, originator):
+                    keys.append((entry.name, side, pub))
+        if not keys:
+            add_finding(env, "note", "security.signature-not-checked",
+                        "general-signing: no public key of the originator in the keystore,"
+                        " signature not checked")
+            return res
+        data = env.signed_bytes()
+        for name, side, pub in keys:
+            try:
+                if verify_raw(pub, signature, data):
+                    res.key_name = f"{name}/{side}-signing key"
+                    res.tag_verified = True
+                    add_finding(env, "note", "security.signature-verified",
+                                f"general-signing: signature verified with {res.key_name}")
+                    return res
+            except ValueError:
+                continue
+        res.tag_verified = False
+        add_finding(env, "error", "security.signature-failed",
+                    "general-signing: the signature verifies with no public key of the keystore")
+        return res
+
     def decipher(self, env: Any) -> DecipherResult:
         """Decipher one envelope; findings go on the envelope packet."""
+        if getattr(env, "family", "") == "signing":
+            return self._verify_signature(env)
         content = env.ciphered
         res = DecipherResult(key_kind=env.implied_key_kind())
         if content is None:
@@ -147,7 +257,7 @@ class KeyContext:
             add_finding(env, "warning", "security.no-system-title",
                         "system title for the IV unknown (AARQ/AARE not seen): cannot decipher")
             return res
-        primary = self.candidates(kind)
+        primary = self._primary(env, kind)
         if not primary:
             if kind == "dedicated":
                 add_finding(env, "warning", "security.no-dedicated-key",
@@ -155,12 +265,17 @@ class KeyContext:
                             " deciphered dedicated key in this association, none in the keystore)")
             else:
                 add_finding(env, "note", "security.no-key", f"no {kind} key for this APDU")
+        extra = _general_aad(env)
         for cand in primary:
             plain = _try(cand, sc, title, ic, payload)
+            if plain is None and extra:
+                plain = _try(cand, sc, title, ic, payload, extra)
             if plain is not None and (sc_authenticated(sc) or _well_formed(plain)):
                 res.plaintext, res.key_name = plain, cand.name
                 res.tag_verified = True if sc_authenticated(sc) else None
                 return self._finish(env, res)
+        if sc_authenticated(sc) and primary and all(c.ak is None for c in primary):
+            return self._without_ak(env, res, primary, sc, title, ic, payload)
         if sc_authenticated(sc):
             for cand in self.all_candidates():
                 if any(cand.key == p.key and cand.ak == p.ak for p in primary):
@@ -183,6 +298,23 @@ class KeyContext:
                         f"encryption only (no tag): {cand.name} deciphers to bytes that do not"
                         " parse as an APDU; the key is probably wrong")
             return self._finish(env, res)
+        return res
+
+    def _without_ak(self, env: Any, res: DecipherResult, primary: list[Candidate], sc: int,
+                    title: bytes, ic: int, payload: bytes) -> DecipherResult:
+        """Authenticated APDU but no authentication key known: decipher, leave the tag unchecked."""
+        for cand in primary:
+            try:
+                plain = keystream_decrypt(sc, cand.key, title, ic, payload)
+            except CipherInputError:
+                continue
+            if _well_formed(plain):
+                res.plaintext, res.key_name, res.tag_verified = plain, cand.name, None
+                add_finding(env, "note", "security.tag-not-checked",
+                            f"no authentication key for {cand.name}: deciphered, tag not checked")
+                return self._finish(env, res)
+        add_finding(env, "error", "security.not-well-formed",
+                    "no authentication key, and no key deciphers to a well-formed APDU")
         return res
 
     def _keystream_fallback(self, env: Any, res: DecipherResult, primary: list[Candidate],
@@ -216,13 +348,27 @@ class KeyContext:
         return res
 
 
-def _try(cand: Candidate, sc: int, title: bytes, ic: int, payload: bytes) -> bytes | None:
+def _try(cand: Candidate, sc: int, title: bytes, ic: int, payload: bytes,
+         extra_aad: bytes = b"") -> bytes | None:
     try:
         if sc_authenticated(sc) and cand.ak is None:
             return None
-        return unprotect(sc, cand.key, cand.ak, title, ic, payload)
+        return unprotect(sc, cand.key, cand.ak, title, ic, payload, extra_aad=extra_aad)
     except (TagMismatch, CipherInputError):
         return None
+
+
+def _general_aad(env: Any) -> bytes:
+    """The extra AAD some stacks add for general-ciphering in suites 1/2 (notes §5.4): the
+    header fields as on the wire. Empty for other envelopes and suite 0."""
+    if getattr(env, "family", "") != "general" or not (env.security_control or 0) & 0x0F:
+        return b""
+    from layers.fields import encode_length
+
+    parts = [bytes(env.getfieldval(n) or b"") for n in (
+        "transaction_id", "originator_system_title", "recipient_system_title", "date_time",
+        "other_information")]
+    return b"".join(encode_length(len(p)) + p for p in parts)
 
 
 def _well_formed(plaintext: bytes) -> bool:
@@ -249,3 +395,42 @@ def _enclosing_acse(pkt: Any) -> Any:
             return p
         p = getattr(p, "parent", None) or getattr(p, "underlayer", None)
     return None
+
+
+def encipher(plain: Any, envelope: str, *, key: SecretKey | bytes, ak: SecretKey | bytes | None,
+             system_title: bytes, invocation_counter: int, security_control: int = 0x30,
+             carry_title: bool = True) -> Any:
+    """Build a ciphered envelope around a plaintext APDU (a Scapy packet or its bytes).
+
+    `envelope` is an envelope's Green Book name: any `glo-*`/`ded-*` service APDU name (the
+    plaintext's own family, e.g. `glo-get-request` for a get-request), `general-glo-ciphering` or
+    `general-ded-ciphering`. The result is a layer packet whose `raw()` deciphers back.
+    """
+    from scapy.compat import raw
+
+    from layers.apdu.base import APDU_CLASSES, TAG_NAMES
+    from layers.apdu.ciphered import CipheredContent
+
+    from .gcm import protect
+
+    data = raw(plain) if not isinstance(plain, (bytes, bytearray)) else bytes(plain)
+    tag = next((t for t, n in TAG_NAMES.items() if n == envelope), None)
+    if tag is None or tag not in APDU_CLASSES or \
+            getattr(APDU_CLASSES[tag], "decipher", None) is None:
+        raise ValueError(f"{envelope!r} is not a ciphered envelope name")
+    cls = APDU_CLASSES[tag]
+    plain_tag = getattr(cls, "plain_tag", None)
+    if plain_tag is not None and data[:1] != bytes([plain_tag]):
+        raise ValueError(f"{envelope} carries a {TAG_NAMES.get(plain_tag)}, not tag "
+                         f"0x{data[0]:02x}")
+    payload = protect(security_control, key, ak, system_title, invocation_counter, data)
+    tag_len = 12 if security_control & 0x10 else 0
+    body, auth = (payload[:-tag_len], payload[-tag_len:]) if tag_len else (payload, b"")
+    content = CipheredContent(security_control=security_control,
+                              invocation_counter=invocation_counter, information=body)
+    if tag_len:
+        content.authentication_tag = auth
+    fields: dict[str, Any] = {"ciphered_content": content}
+    if envelope.startswith("general-"):
+        fields["system_title"] = system_title if carry_title else b""
+    return cls(**fields)

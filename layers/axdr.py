@@ -475,12 +475,12 @@ class Data(DLMSElement):
 
     def post_dissect(self, s: bytes) -> bytes:
         rest = self.__dict__.pop("_axdr_rest", None)
-        if rest is not None:
-            # the list gave up: keep what it could not decode inside this element
-            self.raw_packet_cache = None
-            self.raw_packet_cache_fields = None
-            if rest:
-                self.add_payload(conf.raw_layer(rest))
+        if rest:
+            # the list gave up: what it could not decode stays in this element as Raw
+            cache = self.raw_packet_cache
+            if cache is not None:
+                self.raw_packet_cache = cache[:len(cache) - len(rest)]
+            self.add_payload(conf.raw_layer(rest))
         if "findings" in self.__dict__:
             # a field failed: the ones after it were never on the wire, so they build as nothing
             for fld in self.fields_desc:
@@ -559,7 +559,10 @@ class _DataSequence(Data):
                    _DataListField("values")]
 
     def to_python(self) -> Any:
-        return [v.to_python() if isinstance(v, Data) else None for v in self.values]
+        values = self.getfieldval("values")
+        if isinstance(values, RawVal):
+            return None
+        return [v.to_python() if isinstance(v, Data) else None for v in values]
 
 
 @_register
@@ -603,7 +606,7 @@ class DataBoolean(Data):
 
 
 def _bit_bytes(pkt: Packet) -> int:
-    return (pkt.length + 7) // 8
+    return (pkt.fields["length"] + 7) // 8
 
 
 def _bits_of(pkt: Packet, nbytes: int) -> int:
@@ -636,7 +639,7 @@ class DataBitString(Data):
 
 
 def _length(pkt: Packet) -> int:
-    return pkt.length
+    return pkt.fields["length"]  # set just before, during dissection
 
 
 class _OctetStringValueField(OctetsField):
@@ -754,7 +757,7 @@ class DataTime(_DateTimeData):
 
 
 def _contents_length(pkt: Packet) -> int:
-    return pkt.contents_length
+    return pkt.fields["contents_length"]
 
 
 @_register

@@ -44,7 +44,8 @@ class DLMSPacket(Packet):
                             f" byte(s) ({exc.__class__.__name__})")
                 if s:
                     self.add_payload(conf.raw_layer(s))
-                self.raw_packet_cache = None
+                # Fields not decoded have no value: rebuilding gives the bytes as received.
+                self.raw_packet_cache = whole[: len(whole) - len(s)]
                 self.explicit = 1
                 return b""
             if fld.isconditional and value is None:

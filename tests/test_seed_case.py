@@ -12,7 +12,7 @@ from scapy.compat import raw
 from dissector.cli import main
 from layers.hdlc import HDLC
 
-from .conftest import corpus_path
+from conftest import corpus_path
 
 
 @pytest.fixture(scope="module")
