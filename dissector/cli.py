@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from typing import TextIO
@@ -17,6 +18,7 @@ from keys.keystore import (
 )
 
 from .model import ApduRecord
+from .sources import CaptureError
 from .output import Writer
 from .pipeline import Dissector
 
@@ -151,12 +153,24 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
             return cmd_read(args, out)
         if args.command == "keys":
             return cmd_keys_check(args, out)
-    except (UsageError, KeystoreError, ValueError, OSError) as exc:
-        sys.stderr.write(f"dlms-dissect: {exc}\n")
-        return 2
     except BrokenPipeError:
         return 0
+    except KeyboardInterrupt:
+        return 130
+    except (UsageError, KeystoreError, CaptureError, ValueError, OSError) as exc:
+        sys.stderr.write(f"dlms-dissect: {_one_line(exc)}\n")
+        return 2
+    except Exception as exc:  # noqa: BLE001 - a user sees one line; DLMS_DEBUG=1 shows the trace
+        if os.environ.get("DLMS_DEBUG"):
+            raise
+        sys.stderr.write(f"dlms-dissect: internal error: {exc.__class__.__name__}: "
+                         f"{_one_line(exc)} (set DLMS_DEBUG=1 for the traceback)\n")
+        return 3
     return 2
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or exc.__class__.__name__
 
 
 if __name__ == "__main__":

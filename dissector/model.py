@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from scapy.packet import Packet
 
 from layers.expert import Finding, findings_of
+from layers.hdlc import HDLC
 from layers.security import (
     sc_authenticated,
     sc_broadcast,
@@ -37,9 +39,15 @@ class ApduRecord:
 
     @property
     def apdu(self) -> str:
-        return getattr(self.packet, "apdu_name", None) or "unknown"
+        """Green Book name of the APDU; `hdlc-snrm`, `hdlc-rr`, ... for frames without one."""
+        name = getattr(self.packet, "apdu_name", None)
+        if name:
+            return name
+        if isinstance(self.packet, HDLC):
+            return "hdlc-" + self.packet.kind.lower()
+        return "unknown"
 
-    @property
+    @cached_property
     def envelope(self) -> Any:
         """The outermost ciphered envelope of the APDU (or of its user-information), if any."""
         envelopes = [p for p in iter_tree(self.packet)
@@ -47,7 +55,7 @@ class ApduRecord:
         return next((p for p in envelopes if p.ciphered is not None),
                     envelopes[0] if envelopes else None)
 
-    @property
+    @cached_property
     def signing(self) -> Any:
         """The general-signing envelope around the APDU, if any."""
         return next((p for p in iter_tree(self.packet)

@@ -13,6 +13,11 @@ SERVER_TO_CLIENT: Direction = "server->client"
 UNKNOWN: Direction = "unknown"
 
 
+def endpoint(ip: str, port: int) -> str:
+    """An endpoint in a link id: `10.0.0.1:4059`, `[2001:db8::1]:4059`."""
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
 @dataclass(slots=True)
 class Record:
     """Bytes of one link and direction, carried by one capture frame.

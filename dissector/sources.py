@@ -31,6 +31,7 @@ from .records import (
     LinkEvent,
     Note,
     Record,
+    endpoint,
 )
 from .tcp import DLMS_PORT, TcpReassembler
 
@@ -150,10 +151,6 @@ def _records(reader: Any, label: str, ports: dict[int, str]) -> Iterator[Record 
 
 def _ip_text(raw: bytes) -> str:
     return socket.inet_ntop(socket.AF_INET6 if len(raw) == 16 else socket.AF_INET, raw)
-
-
-def _endpoint(ip: str, port: int) -> str:
-    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
 @dataclass(slots=True)
@@ -402,7 +399,7 @@ class _Decoder:
             detected = detect_transport(body)
             on_dlms_port = DLMS_PORT in (sport, dport)
             if detected is None and on_dlms_port:
-                return Note(frame_no, time, f"udp {_endpoint(src, sport)}-{_endpoint(dst, dport)}",
+                return Note(frame_no, time, f"udp {endpoint(src, sport)}-{endpoint(dst, dport)}",
                             "warning", "framing.not-found",
                             f"UDP datagram of {len(body)} byte(s) on port {DLMS_PORT} is neither "
                             "HDLC, wrapper nor an APDU")
@@ -419,5 +416,5 @@ class _Decoder:
         if sport == 0 or dport == 0 or sport == dport:
             direction = UNKNOWN  # port 0 or one port both ways: the ports do not tell
         client, server = ((src, sport), (dst, dport)) if to_server else ((dst, dport), (src, sport))
-        link = f"udp {_endpoint(*client)}-{_endpoint(*server)}"
+        link = f"udp {endpoint(*client)}-{endpoint(*server)}"
         return Record(frame_no, time, link, direction, body, hint, datagram=True, comment=comment)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from .framing import (
     FramingNote,
@@ -121,6 +121,7 @@ class _Channel:
         self.splitter: HdlcSplitter | WrapperSplitter | None = None
         self.probe: list[Record] = []
         self.probe_size = 0
+        self.probe_dropped = 0
         self.comments: dict[int, str] = {}
         self.learned: dict[tuple[bytes, bytes], Direction] = {}
         if transport:
@@ -148,8 +149,8 @@ class _Channel:
             first = self.probe[0]
             yield Note(first.frame_no, self.probe[-1].time, self.link, "warning",
                        "framing.not-found",
-                       f"{self.probe_size} byte(s) on a DLMS port without HDLC or wrapper "
-                       "framing", self.direction)
+                       f"{self.probe_size + self.probe_dropped} byte(s) on a DLMS port without "
+                       "HDLC or wrapper framing", self.direction)
             self.probe.clear()
 
     def interrupt(self) -> Iterator[Pdu | Note]:
@@ -165,16 +166,18 @@ class _Channel:
         found = find_start(data)
         if found is None:
             while self.probe_size > MAX_PROBE and len(self.probe) > 1:
-                self.probe_size -= len(self.probe.pop(0).data)
+                dropped = len(self.probe.pop(0).data)
+                self.probe_size -= dropped
+                self.probe_dropped += dropped
             return
         offset, transport = found
         self._choose(transport)
         records, self.probe, self.probe_size = self.probe, [], 0
-        if offset:
+        if offset or self.probe_dropped:
             yield Note(records[0].frame_no, records[0].time, self.link, "note",
                        f"{transport}.skipped-bytes",
-                       f"skipped {offset} byte(s) before the first {transport} PDU "
-                       "(capture started inside a PDU)", self.direction)
+                       f"skipped {offset + self.probe_dropped} byte(s) before the first "
+                       f"{transport} PDU (capture started inside a PDU)", self.direction)
         for r in records:
             take = r.data[offset:] if offset < len(r.data) else b""
             offset = max(0, offset - len(r.data))
@@ -191,7 +194,7 @@ class _Channel:
 
     def _pdu(self, frames: list[int], time: float, data: bytes) -> Pdu:
         direction = self.direction
-        transport = self.transport or "raw"
+        transport = cast(Transport, self.transport or "raw")
         if transport == "hdlc" and direction == UNKNOWN:
             direction = hdlc_direction(data, self.learned)
         elif transport == "raw":
@@ -203,8 +206,7 @@ class _Channel:
             low = frames[0] if frames else 0
             for f in [f for f in self.comments if f < low]:
                 del self.comments[f]
-        return Pdu(frames, time, self.link, direction, transport, data,  # type: ignore[arg-type]
-                   comment)
+        return Pdu(frames, time, self.link, direction, transport, data, comment)
 
 
 def pdus_from_records(items: Iterator[Record | LinkEvent | Note]

@@ -21,6 +21,7 @@ from .records import (
     LinkEvent,
     Note,
     Record,
+    endpoint,
 )
 
 DLMS_PORT = 4059
@@ -184,10 +185,6 @@ class _Connection:
     streams: dict[bool, TcpStream] = field(default_factory=dict)  # key: sent by the client
 
 
-def _endpoint(ip: str, port: int) -> str:
-    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
-
-
 class TcpReassembler:
     """All TCP connections of a capture: reassembly, client/server roles, DLMS selection.
 
@@ -221,7 +218,7 @@ class TcpReassembler:
         out: list[Record | LinkEvent | Note] = []
         conn = self._conns.get(key)
         syn_only = flags & (SYN | ACK) == SYN
-        if conn is not None and syn_only and conn.isn is not None and conn.isn != seq:
+        if conn is not None and syn_only and conn.isn != seq:
             self._close(key, conn, frame_no, time, out)  # the 4-tuple is reused
             conn = None
         if conn is None and not flags & SYN and key in self._closed:
@@ -298,7 +295,7 @@ class TcpReassembler:
         else:
             client, server = (b, a) if a[1] < b[1] else (a, b)
         known = [p for p in (server[1], client[1]) if p in self.ports]
-        link = f"tcp {_endpoint(*client)}-{_endpoint(*server)}"
+        link = f"tcp {endpoint(*client)}-{endpoint(*server)}"
         hint = self.ports[known[0]] if known else None
         opened = (frame_no, time) if flags & SYN else None
         return _Connection(link, client, hint, True if known else None, opened)

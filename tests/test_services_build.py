@@ -407,3 +407,21 @@ def test_gateway(network: int, address: bytes, iip: int, desc: Packet) -> None:
         same(back, network_id=network, physical_device_address=address)
         assert type(back.payload) is get.GetRequestNormal
         assert raw(back.payload) == raw(inner)
+
+
+# --------------------------------------------------------------------------- arbitrary input
+
+SERVICE_TAGS = [0x05, 0x06, 0x0C, 0x0D, 0x0F, 0x10, 0x16, 0x18, 0xC0, 0xC1, 0xC2, 0xC3, 0xC4,
+                0xC5, 0xC7, 0xD9, 0xDA, 0xE0, 0xE6, 0xE7]
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.sampled_from(SERVICE_TAGS), st.integers(0, 7), st.binary(max_size=48))
+def test_arbitrary_bytes_never_raise(tag: int, choice: int, rest: bytes) -> None:
+    b = bytes([tag, choice]) + rest
+    pkt = APDU(b)
+    pkt.summary()
+    pkt.show(dump=True)
+    if not errors(pkt):
+        assert raw(pkt) == b
+        assert rebuilt(pkt) == b

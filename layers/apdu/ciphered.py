@@ -283,4 +283,27 @@ class GeneralSigning(CipheredAPDU):
 
 
 __all__ = ["CipheredAPDU", "CipheredContent", "GeneralCiphering", "GeneralDedCiphering",
+           "NonStandardGloCiphering",
            "GeneralGloCiphering", "GeneralSigning", "KeyInfo", "SERVICE_ENVELOPES"]
+
+
+@register
+class NonStandardGloCiphering(CipheredAPDU):
+    """Tag 0x00 followed by a glo- style security header: not a Green Book APDU.
+
+    Gurux's library sends ciphered access-request/access-response this way (the Green Book has
+    no glo- tag for them: they travel in general-glo-ciphering). Shown, flagged, and deciphered
+    with the global key like a glo- APDU so the plaintext is not lost.
+    """
+
+    name = "non-standard ciphered APDU (tag 0x00)"
+    apdu_name = "nonstandard-glo-ciphering"
+    family = "glo"
+    fields_desc = [ByteEnumField("tag", 0x00, TAG_NAMES), *_content_field()]
+
+    def post_dissection(self, pkt: Packet) -> None:
+        add_finding(self, "warning", "apdu.non-standard-tag",
+                    "tag 0x00 is not an xDLMS APDU: a glo-style ciphered APDU under tag 0x00 (as"
+                    " Gurux sends access-request/response); the Green Book carries those in"
+                    " general-glo-ciphering")
+        super().post_dissection(pkt)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scapy.fields import BitField, ByteEnumField, ByteField, ShortField
+from scapy.fields import BitField, ByteEnumField, ByteField, Field, ShortField
 from scapy.packet import Packet
 
 from ..fields import length_prefixed
@@ -39,8 +39,17 @@ class GeneralBlockTransfer(APDUBase):
                 f"window {self.window}{flags}, {len(self.block_data or b'')} bytes")
 
 
+def _gateway_fields(tag: int) -> list[Field]:
+    return [ByteEnumField("tag", tag, TAG_NAMES), ByteField("network_id", 0),
+            *length_prefixed("physical_device_address")]
+
+
 class _Gateway(APDUBase):
-    """Gateway envelope: network-id, physical-device-address, then the inner APDU as payload."""
+    """Gateway envelope: network-id, physical-device-address, then the inner APDU as payload.
+
+    Structure as Gurux writes and reads it (GXDLMS gateway settings, GXDLMSTranslator); the
+    ASN.1 only reserves tags 230/231.
+    """
 
     def guess_payload_class(self, payload: bytes) -> type[Packet]:
         return APDU
@@ -57,11 +66,7 @@ class GatewayRequest(_Gateway):
 
     apdu_tag = GATEWAY_REQUEST
     apdu_name = "gateway-request"
-    fields_desc = [
-        ByteEnumField("tag", GATEWAY_REQUEST, TAG_NAMES),
-        ByteField("network_id", 0),
-        *length_prefixed("physical_device_address"),
-    ]
+    fields_desc = _gateway_fields(GATEWAY_REQUEST)
 
 
 @register
@@ -70,8 +75,4 @@ class GatewayResponse(_Gateway):
 
     apdu_tag = GATEWAY_RESPONSE
     apdu_name = "gateway-response"
-    fields_desc = [
-        ByteEnumField("tag", GATEWAY_RESPONSE, TAG_NAMES),
-        ByteField("network_id", 0),
-        *length_prefixed("physical_device_address"),
-    ]
+    fields_desc = _gateway_fields(GATEWAY_RESPONSE)
