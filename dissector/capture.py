@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from layers.expert import Finding
 
@@ -12,9 +13,16 @@ from .pipeline import Dissector, Unit
 from .tracker import describe_state
 
 
-def dissect_capture(path: str, dis: Dissector,
-                    ports: dict[int, str] | None = None) -> Iterator[ApduRecord]:
-    """Stream the APDUs of a capture, in capture order; nothing is accumulated."""
+@dataclass(frozen=True)
+class Close:
+    """A link closed (TCP FIN/RST): its associations end."""
+
+    link: str
+
+
+def units_of_capture(path: str, ports: dict[int, str] | None = None
+                     ) -> Iterator[Unit | Close]:
+    """Transport units of a capture in capture order; capture notes ride on the next unit."""
     from .records import LinkEvent, Note
     from .stream import iter_pdus
 
@@ -22,21 +30,38 @@ def dissect_capture(path: str, dis: Dissector,
     for item in iter_pdus(path, ports):
         if isinstance(item, LinkEvent):
             if item.kind == "close":
-                dis.close(item.link)
+                yield Close(item.link)
             continue
         if isinstance(item, Note):
             notes.append(Finding(item.severity, item.code,
                                  f"frame {item.frame_no}: {item.message}"))
             continue
-        unit = Unit(item.data, item.transport, list(item.frames), item.time, item.link,
-                    item.direction, notes)
+        yield Unit(item.data, item.transport, list(item.frames), item.time, item.link,
+                   item.direction, notes)
         notes = []
-        yield from dis.feed(unit)
 
 
-def stats_text(dis: Dissector) -> str:
+def feed(dis: Dissector, item: Unit | Close) -> Iterator[ApduRecord]:
+    """One unit (or close event) through a dissector."""
+    if isinstance(item, Close):
+        dis.close(item.link)
+        return iter(())
+    return dis.feed(item)
+
+
+def dissect_capture(path: str, dis: Dissector,
+                    ports: dict[int, str] | None = None) -> Iterator[ApduRecord]:
+    """Stream the APDUs of a capture, in capture order; nothing is accumulated."""
+    for item in units_of_capture(path, ports):
+        yield from feed(dis, item)
+
+
+def stats_text(states: list[dict]) -> str:
     """--stats: one JSON object per association."""
     lines = ["", "== associations =="]
-    for st in dis.tracker.associations.values():
-        lines.append(json.dumps(describe_state(st), indent=1))
+    lines.extend(json.dumps(st, indent=1) for st in states)
     return "\n".join(lines) + "\n"
+
+
+def association_stats(dis: Dissector) -> list[dict]:
+    return [describe_state(st) for st in dis.tracker.associations.values()]

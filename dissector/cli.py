@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Iterable, Iterator
-from typing import TextIO
+from typing import Any, TextIO
 
 from keys.keystore import (
     Keystore,
@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("-w", dest="write", metavar="OUT.pcapng",
                     help="write each deciphered APDU as wrapper-over-UDP-4059")
     rd.add_argument("--stats", action="store_true", help="per-association statistics at the end")
+    rd.add_argument("--jobs", type=int, default=1, metavar="N",
+                    help="dissect associations in N processes (output stays in capture order)")
     rd.add_argument("--port", action="append", default=[], metavar="N:wrapper|hdlc",
                     help="force the transport on a TCP/UDP port (repeatable)")
     _key_options(rd)
@@ -77,43 +79,86 @@ def load_keys(args: argparse.Namespace) -> Keystore:
     return store
 
 
-def _records_to(out: TextIO, args: argparse.Namespace, records: Iterable[ApduRecord],
-                dis: Dissector | None = None) -> int:
-    from .display_filter import compile_filter
+def _mode(args: argparse.Namespace) -> str:
+    return "json" if args.json else "tree" if args.verbose else "summary"
 
-    mode = "json" if args.json else "tree" if args.verbose else "summary"
-    writer = Writer(out, mode)
+
+def _renderer(args: argparse.Namespace) -> Any:
+    """Record -> Rendered (text and pcap item), or None when the display filter drops it."""
+    from .display_filter import compile_filter
+    from .output import render
+    from .parallel import Rendered
+    from .pcapout import pcap_item
+
+    mode = _mode(args)
     keep = compile_filter(args.filter) if getattr(args, "filter", None) else None
+    want_pcap = bool(getattr(args, "write", None))
+
+    def rendered(rec: ApduRecord) -> Rendered | None:
+        as_json = rec.to_json() if keep is not None or mode == "json" else None
+        if keep is not None and not keep(as_json):
+            return None
+        return Rendered(render(rec, mode, as_json), pcap_item(rec) if want_pcap else None)
+
+    return rendered
+
+
+def _emit(out: TextIO, args: argparse.Namespace, items: Iterable[Any]) -> list[dict]:
+    """Write rendered records (and the end-of-input findings); return association stats."""
+    from .parallel import Rendered
+
+    writer = Writer(out, _mode(args))
     pcap = None
     if getattr(args, "write", None):
         from .pcapout import PcapOut
 
         pcap = PcapOut(args.write)
+    stats: list[dict] = []
     try:
-        for rec in records:
-            if keep is not None and not keep(rec.to_json()):
-                continue
-            writer.write(rec)
-            if pcap is not None:
-                pcap.write(rec)
-        if dis is not None:
-            writer.end(dis.finish())
+        for item in items:
+            if isinstance(item, Rendered):
+                writer.write_text(item.text)
+                if pcap is not None:
+                    pcap.write_item(item.pcap)
+            elif item[0] == "end":
+                writer.end(item[1])
+            elif item[0] == "stats":
+                stats = item[1]
     finally:
         if pcap is not None:
             pcap.close()
-    return 0
+    return stats
+
+
+def _serial(dis: Dissector, records: Iterable[ApduRecord], render: Any) -> Iterator[Any]:
+    from .capture import association_stats
+
+    for rec in records:
+        shown = render(rec)
+        if shown is not None:
+            yield shown
+    yield ("end", dis.finish())
+    yield ("stats", association_stats(dis))
 
 
 def cmd_read(args: argparse.Namespace, out: TextIO) -> int:
     from .capture import dissect_capture, stats_text
     from .framing import parse_port_spec
+
     store = load_keys(args)
-    ports = dict(parse_port_spec(p) for p in args.port)
-    dis = Dissector(store)
-    status = _records_to(out, args, dissect_capture(args.capture, dis, ports or None), dis)
+    ports = dict(parse_port_spec(p) for p in args.port) or None
+    render = _renderer(args)
+    if args.jobs > 1:
+        from .parallel import run_parallel
+
+        items: Iterable[Any] = run_parallel(args.capture, ports, store, args.jobs, render)
+    else:
+        dis = Dissector(store)
+        items = _serial(dis, dissect_capture(args.capture, dis, ports), render)
+    stats = _emit(out, args, items)
     if args.stats:
-        out.write(stats_text(dis))
-    return status
+        out.write(stats_text(stats))
+    return 0
 
 
 def cmd_decode(args: argparse.Namespace, out: TextIO) -> int:
@@ -130,7 +175,8 @@ def cmd_decode(args: argparse.Namespace, out: TextIO) -> int:
         for unit in units:
             yield from dis.feed(unit)
 
-    return _records_to(out, args, records(), dis)
+    _emit(out, args, _serial(dis, records(), _renderer(args)))
+    return 0
 
 
 def cmd_keys_check(args: argparse.Namespace, out: TextIO) -> int:

@@ -84,6 +84,15 @@ def _indent(text: str | None, n: int = 4) -> list[str]:
     return [" " * n + line for line in (text or "").splitlines() if line.strip()]
 
 
+def render(rec: ApduRecord, mode: str, as_json: dict[str, Any] | None = None) -> str:
+    """A record as text in one of the three formats, newline-terminated."""
+    if mode == "json":
+        return json.dumps(as_json or rec.to_json(), default=_json_default) + "\n"
+    if mode == "tree":
+        return "\n".join(tree_lines(rec)) + "\n\n"
+    return "\n".join([summary_line(rec), *finding_lines(rec)]) + "\n"
+
+
 class Writer:
     """Prints records in one of the three formats, flushing each one (live use)."""
 
@@ -92,13 +101,10 @@ class Writer:
         self.mode = mode
 
     def write(self, rec: ApduRecord) -> None:
-        if self.mode == "json":
-            self.out.write(json.dumps(rec.to_json(), default=_json_default) + "\n")
-        elif self.mode == "tree":
-            self.out.write("\n".join(tree_lines(rec)) + "\n\n")
-        else:
-            lines = [summary_line(rec), *finding_lines(rec)]
-            self.out.write("\n".join(lines) + "\n")
+        self.write_text(render(rec, self.mode))
+
+    def write_text(self, text: str) -> None:
+        self.out.write(text)
         self.out.flush()
 
 

@@ -14,6 +14,21 @@ CLIENT_IP, SERVER_IP = "10.0.0.1", "10.0.0.2"
 CLIENT_PORT = 40000
 
 
+def pcap_item(rec: ApduRecord) -> tuple[bytes, str, float, str] | None:
+    """(APDU bytes, deciphered when possible; direction; time; comment) of a record."""
+    plain = rec.plaintext()
+    data = plain if plain is not None else bytes(rec.packet)
+    if not data or rec.apdu.startswith("hdlc-"):
+        return None
+    sec = rec.security()
+    words = [f"frames {','.join(map(str, rec.frames))}", f"link {rec.link}", rec.apdu]
+    if sec is not None:
+        verdict = {True: "tag OK", False: "tag FAILED", None: "tag not checked"}
+        words.append(f"key={sec['key_kind']} {verdict[sec['tag_verified']]}")
+        words.append("deciphered" if plain is not None else "still ciphered")
+    return data, rec.direction, rec.time, "; ".join(words)
+
+
 class PcapOut:
     """Writes one packet per APDU so that Wireshark's DLMS dissector shows the plaintext."""
 
@@ -21,24 +36,21 @@ class PcapOut:
         self.writer = PcapNgWriter(path)
 
     def write(self, rec: ApduRecord) -> None:
-        plain = rec.plaintext()
-        data = plain if plain is not None else bytes(rec.packet)
-        if not data:
+        self.write_item(pcap_item(rec))
+
+    def write_item(self, item: tuple[bytes, str, float, str] | None) -> None:
+        """Write what `pcap_item` extracted (the form worker processes hand over)."""
+        if item is None:
             return
-        to_server = rec.direction != "server->client"
+        data, direction, time, comment = item
+        to_server = direction != "server->client"
         src, dst = (CLIENT_IP, SERVER_IP) if to_server else (SERVER_IP, CLIENT_IP)
         sport, dport = (CLIENT_PORT, DLMS_PORT) if to_server else (DLMS_PORT, CLIENT_PORT)
         wsrc, wdst = (16, 1) if to_server else (1, 16)
         pkt = Ether() / IP(src=src, dst=dst) / UDP(sport=sport, dport=dport) / \
             Wrapper(source_wport=wsrc, destination_wport=wdst) / data
-        pkt.time = rec.time
-        sec = rec.security()
-        words = [f"frames {','.join(map(str, rec.frames))}", f"link {rec.link}", rec.apdu]
-        if sec is not None:
-            verdict = {True: "tag OK", False: "tag FAILED", None: "tag not checked"}
-            words.append(f"key={sec['key_kind']} {verdict[sec['tag_verified']]}")
-            words.append("deciphered" if plain is not None else "still ciphered")
-        pkt.comments = ["; ".join(words).encode()]
+        pkt.time = time
+        pkt.comments = [comment.encode()]
         self.writer.write(pkt)
 
     def close(self) -> None:

@@ -119,3 +119,14 @@ def test_every_output_mode_runs_on_every_interop_capture(mode: list[str]) -> Non
         out = io.StringIO()
         assert main(["read", str(capture), *mode], out) == 0
         assert out.getvalue()
+
+
+def test_jobs_output_equals_serial_output() -> None:
+    from conftest import CORPUS
+
+    for capture in [CORPUS / "htanwar922_Output-Ciphered-Simple-Key.pcap",
+                    CORPUS / "interop" / "c_gmac_authenc_ded" / "capture.pcap"]:
+        one, two = io.StringIO(), io.StringIO()
+        assert main(["read", str(capture), "--json", "--stats"], one) == 0
+        assert main(["read", str(capture), "--json", "--stats", "--jobs", "2"], two) == 0
+        assert one.getvalue() == two.getvalue() and one.getvalue().count("\n") > 50
