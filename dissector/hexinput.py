@@ -28,10 +28,18 @@ def parse_hex(text: str) -> bytes:
 def units_from_line(data: bytes, line_no: int) -> list[Unit]:
     """Split one input line: HDLC frames at their flags, a wrapper PDU, or a bare APDU."""
     if data[:1] == b"\x7e":
+        from layers.expert import Finding
+
         from .framing import split_hdlc_frames
 
         frames = split_hdlc_frames(data) or [data]
-        return [Unit(f, "hdlc", [line_no]) for f in frames]
+        units = [Unit(f, "hdlc", [line_no]) for f in frames]
+        left = len(data) - sum(len(f) for f in frames)
+        if left > 0:
+            units[-1].findings.append(Finding(
+                "warning", "hdlc.skipped-bytes",
+                f"line {line_no}: {left} byte(s) outside any complete HDLC frame were skipped"))
+        return units
     if data[:2] == b"\x00\x01" and len(data) >= 8:
         return [Unit(data, "wrapper", [line_no])]
     return [Unit(data, "raw", [line_no])]

@@ -104,6 +104,16 @@ class ApduRecord:
         res = env.deciphered if env is not None else None
         return res.packet if res is not None else None
 
+    def secrets(self) -> list[bytes]:
+        """Key bytes this APDU carries in clear once deciphered (the dedicated key of an
+        InitiateRequest): writers redact them, since key bytes never appear in output."""
+        out = []
+        for p in iter_tree(self.packet):
+            key = p.fields.get("dedicated_key") if "dedicated_key" in p.fields else None
+            if isinstance(key, (bytes, bytearray)) and len(key) >= 8:
+                out.append(bytes(key))
+        return out
+
     def to_json(self) -> dict[str, Any]:
         plain = self.plaintext()
         inner = self.inner()

@@ -85,12 +85,26 @@ def _indent(text: str | None, n: int = 4) -> list[str]:
 
 
 def render(rec: ApduRecord, mode: str, as_json: dict[str, Any] | None = None) -> str:
-    """A record as text in one of the three formats, newline-terminated."""
+    """A record as text in one of the three formats, newline-terminated, key bytes redacted."""
     if mode == "json":
-        return json.dumps(as_json or rec.to_json(), default=_json_default) + "\n"
-    if mode == "tree":
-        return "\n".join(tree_lines(rec)) + "\n\n"
-    return "\n".join([summary_line(rec), *finding_lines(rec)]) + "\n"
+        text = json.dumps(as_json or rec.to_json(), default=_json_default) + "\n"
+    elif mode == "tree":
+        text = "\n".join(tree_lines(rec)) + "\n\n"
+    else:
+        text = "\n".join([summary_line(rec), *finding_lines(rec)]) + "\n"
+    for secret in rec.secrets():
+        text = redact(text, secret)
+    return text
+
+
+def redact(text: str, secret: bytes) -> str:
+    """Replace a key's hex (either case) and its bytes repr by a name and fingerprint."""
+    import hashlib
+
+    mark = f"<dedicated key {len(secret)} bytes sha256:{hashlib.sha256(secret).hexdigest()[:8]}>"
+    for form in (secret.hex(), secret.hex().upper(), repr(secret)[2:-1]):
+        text = text.replace(form, mark)
+    return text
 
 
 class Writer:

@@ -50,7 +50,8 @@ class AssociationState:
     authenticated: bool = False
     hls_pending: bool = False
     pending: list[ApduRecord] = field(default_factory=list)
-    last_ic: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    last_ic: dict[tuple[str, str, str], tuple[int, int]] = field(default_factory=dict)
+    shared_title_noted: bool = False
     counts: dict[str, int] = field(default_factory=dict)
     key_use: dict[str, int] = field(default_factory=dict)
     ic_range: dict[str, list[int]] = field(default_factory=dict)
@@ -316,9 +317,16 @@ class Tracker:
         if ic is None:
             return
         sender = sec["system_title"] or rec.direction
-        rng = st.ic_range.setdefault(sender, [ic, ic])
+        rng = st.ic_range.setdefault(f"{sender} {rec.direction}", [ic, ic])
         rng[0], rng[1] = min(rng[0], ic), max(rng[1], ic)
-        key = (sender, kind)
+        key = (sender, rec.direction, kind)
+        k = st.keys
+        if k.client_title and k.client_title == k.server_title and not st.shared_title_noted:
+            st.shared_title_noted = True
+            rec.findings.append(Finding(
+                "warning", "security.shared-system-title",
+                f"client and server use the same system title {k.client_title.hex().upper()}:"
+                " the GCM IV repeats whenever their invocation counters meet"))
         last = st.last_ic.get(key)
         if last is not None and ic <= last[0]:
             rec.findings.append(Finding(

@@ -270,7 +270,7 @@ class KeyContext:
             plain = _try(cand, sc, title, ic, payload)
             if plain is None and extra:
                 plain = _try(cand, sc, title, ic, payload, extra)
-            if plain is not None and (sc_authenticated(sc) or _well_formed(plain)):
+            if plain is not None and (sc_authenticated(sc) or _plausible(plain) is not None):
                 res.plaintext, res.key_name = plain, cand.name
                 res.tag_verified = True if sc_authenticated(sc) else None
                 return self._finish(env, res)
@@ -308,7 +308,7 @@ class KeyContext:
                 plain = keystream_decrypt(sc, cand.key, title, ic, payload)
             except CipherInputError:
                 continue
-            if _well_formed(plain):
+            if _plausible(plain) is not None:
                 res.plaintext, res.key_name, res.tag_verified = plain, cand.name, None
                 add_finding(env, "note", "security.tag-not-checked",
                             f"no authentication key for {cand.name}: deciphered, tag not checked")
@@ -325,9 +325,9 @@ class KeyContext:
                 plain = keystream_decrypt(sc, cand.key, title, ic, payload)
             except CipherInputError:
                 continue
-            if _well_formed(plain):
+            name = _plausible(plain)
+            if name is not None:
                 res.plaintext, res.key_name = plain, cand.name
-                name = getattr(APDU(plain), "apdu_name", "APDU")
                 add_finding(env, "error", "security.tag-failed-ak-wrong",
                             f"tag failed, but {cand.name} deciphers to a well-formed {name}:"
                             " the AK or the AAD is wrong")
@@ -369,6 +369,32 @@ def _general_aad(env: Any) -> bytes:
         "transaction_id", "originator_system_title", "recipient_system_title", "date_time",
         "other_information")]
     return b"".join(encode_length(len(p)) + p for p in parts)
+
+
+def _plausible(plaintext: bytes) -> str | None:
+    """What a keystream plaintext looks like when it makes sense: an APDU name, `DSMR telegram`
+    (an ASCII P1 telegram whose own CRC checks out), or None."""
+    if _well_formed(plaintext):
+        return getattr(APDU(plaintext), "apdu_name", "APDU")
+    if _dsmr_crc_ok(plaintext):
+        return "DSMR telegram (its CRC checks out)"
+    return None
+
+
+def _dsmr_crc_ok(text: bytes) -> bool:
+    """DSMR P1 telegram `/...!CCCC`: CRC-16/ARC of '/' through '!' equals the 4 hex digits."""
+    start, bang = text.find(b"/"), text.rfind(b"!")
+    if start != 0 or bang < 0 or len(text) < bang + 5:
+        return False
+    crc = 0
+    for b in text[: bang + 1]:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    try:
+        return crc == int(text[bang + 1 : bang + 5], 16)
+    except ValueError:
+        return False
 
 
 def _well_formed(plaintext: bytes) -> bool:

@@ -14,13 +14,12 @@ from functools import cache
 from typing import Any
 
 import pytest
+from conftest import CORPUS, corpus_path
 
 from dissector.capture import dissect_capture
 from dissector.model import ApduRecord
 from dissector.pipeline import Dissector
 from keys.keystore import keystore_from_flags
-
-from conftest import CORPUS, corpus_path
 
 SOURCE = "htanwar922/wireshark-dlms"
 CAPTURES = sorted(p.name for p in CORPUS.glob("htanwar922_*.pcap")) if CORPUS.is_dir() else []

@@ -35,14 +35,13 @@ import re
 from typing import Any
 
 import pytest
+from conftest import CORPUS, corpus_path
 
 from dissector.hexinput import units_from_line
 from dissector.model import ApduRecord
 from dissector.pipeline import Dissector
 from keys.keystore import Keystore, keystore_from_flags
 from layers.expert import Finding
-
-from conftest import CORPUS, corpus_path
 
 MBUS_ITEMS = frozenset({"item008", "item017", "item018", "item019", "item040", "item045",
                         "item053", "item078", "item079"})
@@ -213,7 +212,7 @@ def test_gcm_tag_verifies(item_id: str) -> None:
     found = ciphered(records)
     wanted = expectations(item)
     assert len(found) == len(wanted), (item_id, [r.apdu for r in records])
-    for rec, exp in zip(found, wanted):
+    for rec, exp in zip(found, wanted, strict=True):
         sec = rec.security()
         assert sec["tag_verified"] is True, (item_id, rec.number, sec, _findings(rec))
         assert sec["key_name"], (item_id, sec)
@@ -229,7 +228,7 @@ def test_plaintext_matches_without_tag(item_id: str) -> None:
     found = ciphered(records)
     wanted = expectations(item)
     assert len(found) == len(wanted), (item_id, [r.apdu for r in records])
-    for rec, exp in zip(found, wanted):
+    for rec, exp in zip(found, wanted, strict=True):
         sec = rec.security()
         # no tag on the wire (SC 0x20/0x21) or no AK published: nothing was verified
         assert sec["tag_verified"] is None, (item_id, rec.number, sec, _findings(rec))

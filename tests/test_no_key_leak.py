@@ -20,11 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import CORPUS, ROOT, corpus_path
 from scapy.utils import RawPcapReader
 
 from dissector.cli import main
-
-from conftest import CORPUS, ROOT, corpus_path
 
 SEED_PCAP = ROOT / "pcaps" / "seed-case.pcap"
 SEED_KEYS = ROOT / "pcaps" / "seed-case.keys.toml"

@@ -25,6 +25,7 @@ from layers.apdu.common import (
     describe_long_invoke_id_and_priority,
     format_date_time,
 )
+from layers.axdr import Data
 from layers.expert import findings_of
 from layers.fields import VarLenField
 
@@ -46,7 +47,12 @@ def errors(pkt: Packet) -> list:
 
 
 def _forget_computed(pkt: Packet) -> None:
-    """Drop lengths, counts and 0/1 usage flags so that a build has to compute them again."""
+    """Drop lengths, counts and 0/1 usage flags so that a build has to compute them again.
+
+    A-XDR Data values are left as decoded (their own tests cover them; a bit-string's bit count
+    cannot be recomputed from its bytes)."""
+    if isinstance(pkt, Data):
+        return
     for fld in pkt.fields_desc:
         inner = fld.fld if isinstance(fld, ConditionalField) else fld
         value = pkt.fields.get(fld.name)
@@ -323,6 +329,14 @@ def test_truncated_input_gives_findings(hexstr: str) -> None:
     assert raw(pkt).startswith(b[:1])
     pkt.summary()
     pkt.show(dump=True)
+
+
+@pytest.mark.xfail(reason="layers.axdr: a DataField with no bytes left becomes a null-data that"
+                          " was not on the wire, without a finding", strict=False)
+def test_selective_access_without_parameters_is_reported() -> None:
+    # get-request normal, access-selection present, selector 2, then nothing
+    pkt = APDU(bytes.fromhex("C001C100070100630100FF020102"))
+    assert errors(pkt)
 
 
 @pytest.mark.parametrize("hexstr", ["C009C100", "C400", "C1FF0102", "C5063456", "C3077777",

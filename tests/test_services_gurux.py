@@ -273,3 +273,57 @@ def test_sn_parameterized_access() -> None:
 def test_everything_above_goes_through_apdu() -> None:
     pkt = APDU(bytes.fromhex(frames(ln_client().read(GXDLMSRegister("1.0.1.8.0.255"), 2))[0]))
     assert raw(pkt)[:2] == b"\xc0\x01"
+
+
+# ------------------------------------------------------------- access (decoded by Gurux)
+
+def _xml(pkt: Packet) -> Any:
+    import xml.etree.ElementTree as ET
+
+    from gurux_dlms import GXDLMSTranslator
+    from gurux_dlms.enums import TranslatorOutputType
+
+    text = GXDLMSTranslator(TranslatorOutputType.SIMPLE_XML).pduToXml(GXByteBuffer(raw(pkt)))
+    return ET.fromstring(text)
+
+
+def test_access_request_and_response_read_by_gurux() -> None:
+    """Gurux's client cannot write access APDUs (its accessRequest fails), but its translator
+    reads them: our builds must mean to Gurux what they mean to us."""
+    from layers.apdu import access
+    from layers.axdr import CosemAttributeDescriptor, CosemMethodDescriptor
+
+    register = CosemAttributeDescriptor(class_id=3, instance_id=bytes([1, 0, 1, 8, 0, 255]),
+                                        attribute_id=2)
+    script = CosemMethodDescriptor(class_id=9, instance_id=bytes([0, 0, 10, 0, 0, 255]),
+                                   method_id=1)
+    request = access.AccessRequest(
+        long_invoke_id_and_priority=0x40000005, date_time=b"",
+        access_request_specification=[
+            access.AccessRequestSpecification(choice=1, cosem_attribute_descriptor=register),
+            access.AccessRequestSpecification(choice=3, cosem_method_descriptor=script)],
+        access_request_list_of_data=[Data.of("null-data"), Data.of("long-unsigned", 1)])
+    back = check(raw(request).hex())
+    assert type(back) is access.AccessRequest
+    root = _xml(request)
+    assert root.tag == "AccessRequest"
+    assert root.find("LongInvokeIdAndPriority").get("Value") == "40000005"
+    specs = root.find("AccessRequestBody/AccessRequestSpecification")
+    assert [s[0].tag for s in specs] == ["AccessRequestGet", "AccessRequestAction"]
+    assert [s.find(".//ClassId").get("Value") for s in specs] == ["0003", "0009"]
+    values = root.find("AccessRequestBody/AccessRequestListOfData")
+    assert [v.tag for v in values] == ["None", "UInt16"]
+
+    response = access.AccessResponse(
+        long_invoke_id_and_priority=0x40000005, date_time=b"",
+        access_response_list_of_data=[Data.of("double-long-unsigned", 7), Data.of("null-data")],
+        access_response_specification=[access.AccessResponseSpecification(choice=1, result=0),
+                                       access.AccessResponseSpecification(choice=3, result=0)])
+    back = check(raw(response).hex())
+    assert back.access_request_specification_present == 0
+    root = _xml(response)
+    assert root.tag == "AccessResponse"
+    body = root.find("AccessResponseBody")
+    assert [v.tag for v in body.find("AccessResponseListOfData")] == ["UInt32", "None"]
+    assert [s[0].tag for s in body.find("AccessResponseSpecification")] == [
+        "AccessResponseGet", "AccessResponseAction"]
