@@ -13,14 +13,14 @@ from keys.keystore import (
     KeystoreError,
     check_keystore,
     default_keystore_path,
-    load_keystore,
     keystore_from_flags,
+    load_keystore,
 )
 
 from .model import ApduRecord
-from .sources import CaptureError
 from .output import Writer
 from .pipeline import Dissector
+from .sources import CaptureError
 
 KEY_FLAGS = ("ek", "ak", "bek", "kek", "dk", "hls_secret", "client_title", "server_title")
 
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     except (UsageError, KeystoreError, CaptureError, ValueError, OSError) as exc:
         sys.stderr.write(f"dlms-dissect: {_one_line(exc)}\n")
         return 2
-    except Exception as exc:  # noqa: BLE001 - a user sees one line; DLMS_DEBUG=1 shows the trace
+    except Exception as exc:
         if os.environ.get("DLMS_DEBUG"):
             raise
         sys.stderr.write(f"dlms-dissect: internal error: {exc.__class__.__name__}: "

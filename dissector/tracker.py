@@ -10,8 +10,8 @@ from scapy.packet import Packet
 from keys.context import Association
 from keys.hls import HlsInputError, verify_hls
 from keys.keystore import Keystore
-from keys.wrap import KeyTransferFormatError, UnwrapError, key_id_name, unwrap_key_transfer
 from keys.secret import SecretKey
+from keys.wrap import KeyTransferFormatError, UnwrapError, key_id_name, unwrap_key_transfer
 from layers.expert import Finding
 from layers.tree import iter_tree
 

@@ -75,7 +75,7 @@ class KeyContext:
         return self.keystore.for_titles(a.server_title, a.client_title)
 
     def candidates(self, kind: str) -> list[Candidate]:
-        """Keys of one kind (`global-unicast`, `global-broadcast`, `dedicated`), best match first."""
+        """Keys of one kind (global-unicast, global-broadcast, dedicated), best match first."""
         out: list[Candidate] = []
         if kind == "dedicated" and self.association.dedicated_key is not None:
             ak = next((e.ak for e in self._entries() if e.ak is not None), None)

@@ -66,7 +66,7 @@ def length_prefixed(name: str, default: bytes | None = b"") -> list[Field]:
 
 
 class OctetsField(StrLenField):
-    """Bytes whose length another field gives; a short input becomes a `malformed.truncated` finding."""
+    """Bytes whose length another field gives; short input is a `malformed.truncated` finding."""
 
     def getfield(self, pkt: Packet, s: bytes) -> tuple[bytes, bytes]:
         want = self.length_from(pkt)

@@ -6,13 +6,13 @@ from typing import Any
 
 from scapy.fields import (
     BitField,
-    XBitField,
     ByteEnumField,
     ByteField,
     ConditionalField,
     Field,
     PacketLenField,
     PacketListField,
+    XBitField,
     XByteField,
     XLEShortField,
 )
@@ -54,7 +54,7 @@ def describe_control(control: int) -> str:
 
 
 def encode_address(upper: int, lower: int | None = None, size: int | None = None) -> bytes:
-    """HDLC address bytes: client SAP / upper address alone (1 byte) or upper+lower (2 or 4 bytes)."""
+    """Address bytes: client SAP / upper address alone (1 byte) or upper+lower (2 or 4 bytes)."""
     if lower is None and size in (None, 1):
         return bytes([(upper & 0x7F) << 1 | 1])
     lower = lower or 0
@@ -280,7 +280,8 @@ class HDLC(DLMSPacket):
         fcs = crc16(wire[1 : self.length - 1])
         self.__dict__["fcs_ok"] = fcs == self.fcs
         if fcs != self.fcs:
-            add_finding(self, "error", "hdlc.bad-fcs", f"FCS {self.fcs:04x} wrong, computed {fcs:04x}")
+            add_finding(self, "error", "hdlc.bad-fcs",
+                        f"FCS {self.fcs:04x} wrong, computed {fcs:04x}")
 
     def extract_padding(self, s: bytes) -> tuple[bytes, bytes]:
         return b"", s
@@ -320,6 +321,16 @@ class HDLC(DLMSPacket):
 
 HDLC_ADDRESS_ROLES = {"client": "1-byte client SAP", "server": "upper (logical) / lower (physical)"}
 
-__all__ = ["HDLC", "LLC", "HDLCParameters", "HDLCParameter", "HDLCSegment", "ByteField",
-           "control_kind", "describe_control", "encode_address", "decode_address",
-           "describe_address"]
+__all__ = [
+    "HDLC",
+    "LLC",
+    "ByteField",
+    "HDLCParameter",
+    "HDLCParameters",
+    "HDLCSegment",
+    "control_kind",
+    "decode_address",
+    "describe_address",
+    "describe_control",
+    "encode_address",
+]

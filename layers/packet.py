@@ -60,7 +60,7 @@ class DLMSPacket(Packet):
 
 
 class DLMSElement(DLMSPacket):
-    """A structure nested inside a field (PacketField / PacketListField): it takes only its bytes."""
+    """A structure nested in a field (PacketField / PacketListField): it takes only its bytes."""
 
     def extract_padding(self, s: bytes) -> tuple[bytes, bytes]:
         return b"", s

@@ -31,7 +31,7 @@ def sc_compressed(sc: int) -> bool:
 
 
 def describe_sc(sc: int) -> str:
-    """Short form used in summary lines: `SC=30 auth+enc suite0`, `SC=70 auth+enc broadcast suite0`."""
+    """Summary-line form: `SC=30 auth+enc suite0`, `SC=70 auth+enc broadcast suite0`."""
     parts = [p for p, on in (("auth", sc_authenticated(sc)), ("enc", sc_encrypted(sc))) if on]
     words = "+".join(parts) or "no-protection"
     if sc_broadcast(sc):

@@ -79,7 +79,7 @@ def frames() -> list[bytes]:
             raw(HDLC(**sc, control=0x52, information=rsp / Raw(bytes.fromhex("0E060006"))))]
 
 
-KEYS_TOML = f"""# Keys of the rebuilt seed case (made up for this capture; never used on a real meter).
+KEYS_TOML = f"""# Keys of the rebuilt seed case (made up for this capture; never used on a meter).
 [[meter]]
 name = "seed-meter"
 system_title = "{SERVER_TITLE.hex().upper()}"

@@ -117,8 +117,8 @@ def test_built_envelopes_decipher_back(key: bytes, ak: bytes, title: bytes, ic: 
 
 
 def test_general_ciphering_with_a_wrapped_key() -> None:
-    from layers.apdu.ciphered import CipheredContent, GeneralCiphering, KeyInfo
     from keys.gcm import protect
+    from layers.apdu.ciphered import CipheredContent, GeneralCiphering, KeyInfo
 
     kek, content_key = bytes(range(32, 48)), bytes(range(48, 64))
     payload = protect(0x30, content_key, AK, b"ORIGINAT", 11, GET)

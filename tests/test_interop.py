@@ -9,12 +9,11 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import CORPUS
 
 from dissector.capture import dissect_capture
 from dissector.pipeline import Dissector
 from keys.keystore import keystore_from_flags
-
-from conftest import CORPUS
 
 SCENARIOS = sorted(p.name for p in (CORPUS / "interop").glob("*") if p.is_dir()) \
     if (CORPUS / "interop").is_dir() else []

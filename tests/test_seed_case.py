@@ -7,12 +7,11 @@ import json
 import re
 
 import pytest
+from conftest import corpus_path
 from scapy.compat import raw
 
 from dissector.cli import main
 from layers.hdlc import HDLC
-
-from conftest import corpus_path
 
 
 @pytest.fixture(scope="module")

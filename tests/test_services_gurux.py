@@ -5,6 +5,7 @@ was given, without error findings, and rebuild byte for byte."""
 from __future__ import annotations
 
 import datetime
+import xml.etree.ElementTree as ET
 from typing import Any
 
 import pytest
@@ -12,10 +13,10 @@ from scapy.compat import raw
 from scapy.packet import Packet
 
 import layers.apdu  # noqa: F401  (registers every APDU class)
-from layers.apdu import action, gbt, get, notification, sn
+from layers.apdu import access, action, gbt, get, notification, sn
 from layers.apdu import set as set_
 from layers.apdu.base import APDU
-from layers.axdr import Data
+from layers.axdr import CosemAttributeDescriptor, CosemMethodDescriptor, Data
 
 try:  # tests/ as a package, or as a plain directory on sys.path
     from .test_services import check
@@ -24,13 +25,14 @@ except ImportError:
 
 gx = pytest.importorskip("gurux_dlms", reason="gurux-dlms (a test dependency) is not installed")
 
-from gurux_dlms import GXByteBuffer, GXDateTime, GXDLMSClient  # noqa: E402
+from gurux_dlms import GXByteBuffer, GXDateTime, GXDLMSClient, GXDLMSTranslator  # noqa: E402
 from gurux_dlms.enums import (  # noqa: E402
     Authentication,
     Conformance,
     DataType,
     InterfaceType,
     RequestTypes,
+    TranslatorOutputType,
 )
 from gurux_dlms.GXDLMSGateway import GXDLMSGateway  # noqa: E402
 from gurux_dlms.GXDLMSNotify import GXDLMSNotify  # noqa: E402
@@ -278,11 +280,6 @@ def test_everything_above_goes_through_apdu() -> None:
 # ------------------------------------------------------------- access (decoded by Gurux)
 
 def _xml(pkt: Packet) -> Any:
-    import xml.etree.ElementTree as ET
-
-    from gurux_dlms import GXDLMSTranslator
-    from gurux_dlms.enums import TranslatorOutputType
-
     text = GXDLMSTranslator(TranslatorOutputType.SIMPLE_XML).pduToXml(GXByteBuffer(raw(pkt)))
     return ET.fromstring(text)
 
@@ -290,9 +287,6 @@ def _xml(pkt: Packet) -> Any:
 def test_access_request_and_response_read_by_gurux() -> None:
     """Gurux's client cannot write access APDUs (its accessRequest fails), but its translator
     reads them: our builds must mean to Gurux what they mean to us."""
-    from layers.apdu import access
-    from layers.axdr import CosemAttributeDescriptor, CosemMethodDescriptor
-
     register = CosemAttributeDescriptor(class_id=3, instance_id=bytes([1, 0, 1, 8, 0, 255]),
                                         attribute_id=2)
     script = CosemMethodDescriptor(class_id=9, instance_id=bytes([0, 0, 10, 0, 0, 255]),

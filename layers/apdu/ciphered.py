@@ -282,9 +282,17 @@ class GeneralSigning(CipheredAPDU):
         return f"general-signing around {inner}"
 
 
-__all__ = ["CipheredAPDU", "CipheredContent", "GeneralCiphering", "GeneralDedCiphering",
-           "NonStandardGloCiphering",
-           "GeneralGloCiphering", "GeneralSigning", "KeyInfo", "SERVICE_ENVELOPES"]
+__all__ = [
+    "SERVICE_ENVELOPES",
+    "CipheredAPDU",
+    "CipheredContent",
+    "GeneralCiphering",
+    "GeneralDedCiphering",
+    "GeneralGloCiphering",
+    "GeneralSigning",
+    "KeyInfo",
+    "NonStandardGloCiphering",
+]
 
 
 @register

@@ -1,0 +1,534 @@
+"""Benchmark: this project's `read` against Gurux's translator and dlms-cosem, same APDUs.
+
+For each size (captures made by `generate.py`, generated on first use) it runs, one after the
+other and each in its own process (so wall time and peak RSS are that tool's alone):
+
+- ours-json:    `dlms-dissect read CAP --keys K --port 4061:hdlc --json [--ours-args]` > /dev/null
+- ours-summary: the same without `--json` (one summary line per APDU)
+- gurux:        `gurux_dlms.GXDLMSTranslator.messageToXml` on every wrapper PDU / HDLC frame of
+                the capture, with the session's keys and titles set, comments on (the translator
+                only deciphers when comments are on); every ciphered APDU's XML is checked for
+                the deciphered plaintext
+- gurux-nokeys: the translator without keys (no deciphering), for scale
+- dlms-cosem:   wrapper / HDLC frame classes and `XDlmsApduFactory` on every PDU; envelopes
+                the library has classes for (AARQ/AARE/RLRQ/RLRE user-information,
+                general-glo-ciphering) are deciphered with `dlms_cosem.security.decrypt` and the
+                plaintext parsed; glo-/ded- service APDUs, which the factory does not know, are
+                split by the harness (tag, length, SC, IC) and deciphered and parsed the same way
+                (counted apart, so the table says what the library did by itself)
+
+Wall time is the whole process (start-up and imports included; `startup` shows ours on a
+four-frame capture). Peak RSS: the larger of wait4()'s ru_maxrss and the sum over the process
+tree sampled every 50 ms (so `--jobs N` workers are added up). Third-party tools run on a prefix
+of `--prefix` APDUs at larger sizes and their time is extrapolated (start-up + loop x N/prefix),
+marked `*`.
+
+    python3 bench/run.py --sizes 10k,100k [--ours-args "--jobs 2"] [--skip-gurux] [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import generate  # noqa: E402
+
+DED_RESPONSES = frozenset({0xD4, 0xD5, 0xD7})
+ACSE = frozenset({0x60, 0x61, 0x62, 0x63})
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+# Green Book names (lower-kebab) of the tags the generator emits, for the --check step.
+NAMES = {
+    0x01: "initiate-request", 0x08: "initiate-response", 0x0F: "data-notification",
+    0x60: "aarq", 0x61: "aare", 0x62: "rlrq", 0x63: "rlre",
+    0xC0: "get-request", 0xC1: "set-request", 0xC3: "action-request",
+    0xC4: "get-response", 0xC5: "set-response", 0xC7: "action-response",
+    0xC8: "glo-get-request", 0xC9: "glo-set-request", 0xCB: "glo-action-request",
+    0xCC: "glo-get-response", 0xCD: "glo-set-response", 0xCF: "glo-action-response",
+    0xD0: "ded-get-request", 0xD1: "ded-set-request", 0xD3: "ded-action-request",
+    0xD4: "ded-get-response", 0xD5: "ded-set-response", 0xD7: "ded-action-response",
+    0xDB: "general-glo-ciphering",
+}
+KEY_KINDS = {generate.KIND_GLOBAL: "global-unicast", generate.KIND_DEDICATED: "dedicated"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Measuring a child process
+# ---------------------------------------------------------------------------------------------
+
+
+def _tree_rss(root: int) -> int:
+    """Resident bytes of `root` and all its descendants (one /proc scan)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2:].split()
+        pid = int(entry)
+        children.setdefault(int(fields[1]), []).append(pid)
+        rss[pid] = int(fields[21]) * PAGE
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += rss.get(pid, 0)
+        todo.extend(children.get(pid, ()))
+    return total
+
+
+def measure(cmd: list[str], stdout: Any = subprocess.DEVNULL) -> dict[str, Any]:
+    """Run `cmd`; wall seconds, peak RSS (MB), exit status, stderr tail."""
+    err = tempfile.TemporaryFile()
+    load = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=stdout, stderr=err)
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.wait(0.05):
+            peak = max(peak, _tree_rss(proc.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    done.set()
+    sampler.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err.seek(0)
+    tail = err.read()[-2000:].decode(errors="replace")
+    err.close()
+    return {"seconds": wall, "rss_mb": max(usage.ru_maxrss * 1024, peak) / 1e6,
+            "maxrss_mb": usage.ru_maxrss / 1024, "tree_peak_mb": peak / 1e6,
+            "cpu_seconds": usage.ru_utime + usage.ru_stime, "status": proc.returncode,
+            "stderr": tail, "load_before": load}
+
+
+def ours_command() -> list[str]:
+    exe = shutil.which("dlms-dissect")
+    return [exe] if exe else [sys.executable, "-m", "dissector.cli"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Workers (run in their own process: `run.py --worker NAME ...`)
+# ---------------------------------------------------------------------------------------------
+
+
+def load_sessions(path: str) -> dict[int, tuple[bytes, ...]]:
+    out: dict[int, tuple[bytes, ...]] = {}
+    with open(path) as f:
+        for line in f:
+            if line.startswith("#"):
+                continue
+            sid, _kind, _tr, ct, st, ek, ak, dk = line.rstrip("\n").split("\t")
+            out[int(sid)] = (bytes.fromhex(ct), bytes.fromhex(st), bytes.fromhex(ek),
+                             bytes.fromhex(ak), bytes.fromhex(dk) if dk != "-" else b"")
+    return out
+
+
+def worker_gurux(args: argparse.Namespace) -> dict[str, Any]:
+    from gurux_dlms import GXDLMSTranslator
+    from gurux_dlms.enums import Security, TranslatorOutputType
+
+    sessions = load_sessions(args.sessions) if args.keys else {}
+    t = GXDLMSTranslator(TranslatorOutputType.SIMPLE_XML)
+    if args.keys:
+        t.comments = True  # the translator deciphers only inside comments
+        t.security = Security.AUTHENTICATION_ENCRYPTION
+    records = list(generate.read_pdus(args.pdus, args.limit))
+    stats: Counter[str] = Counter()
+    missed: Counter[str] = Counter()
+    sample: dict[str, str] = {}
+    current = -1
+    t0 = time.perf_counter()
+    for sid, _frame, _d, kind, inner, outer, data in records:
+        if args.keys:
+            ct, st, ek, ak, dk = sessions[sid]
+            if sid != current:
+                current = sid
+                t.systemTitle, t.serverSystemTitle = bytearray(ct), bytearray(st)
+                t.authenticationKey = bytearray(ak)
+                t.dedicatedKey = bytearray(dk) if dk else None
+            # the translator deciphers ded-*-responses with blockCipherKey, not dedicatedKey
+            t.blockCipherKey = bytearray(dk if outer in DED_RESPONSES else ek)
+        try:
+            xml = t.messageToXml(bytearray(data))
+        except Exception as exc:  # noqa: BLE001 - count what the tool could not decode
+            stats[f"error.{type(exc).__name__}"] += 1
+            continue
+        stats["frames"] += 1
+        if not outer:
+            continue
+        stats["apdus"] += 1
+        if args.keys and kind:
+            stats["ciphered"] += 1
+            want = "Decrypted data:" if outer in ACSE else f"Decrypt data: {inner:02X}"
+            if want in xml:
+                stats["deciphered"] += 1
+                sample.setdefault(f"{outer:02X}", xml)
+            else:
+                missed[f"{outer:02X}"] += 1
+    loop = time.perf_counter() - t0
+    return {"loop_seconds": loop, "stats": dict(stats), "missed_by_tag": dict(missed),
+            "sample_tags": sorted(sample)}
+
+
+def worker_cosem(args: argparse.Namespace) -> dict[str, Any]:
+    from dlms_cosem import security
+    from dlms_cosem.connection import XDlmsApduFactory
+    from dlms_cosem.hdlc.frames import InformationFrame
+    from dlms_cosem.protocol.wrappers import WrapperProtocolDataUnit
+
+    sessions = load_sessions(args.sessions)
+    records = list(generate.read_pdus(args.pdus, args.limit))
+    stats: Counter[str] = Counter()
+    fails: Counter[str] = Counter()
+    factory = XDlmsApduFactory.apdu_from_bytes
+
+    def decipher(sc: int, ic: int, payload: bytes, title: bytes, key: bytes, ak: bytes
+                 ) -> bytes:
+        return security.decrypt(security.SecurityControlField.from_bytes(bytes((sc,))),
+                                title, ic, key, payload, ak)
+
+    t0 = time.perf_counter()
+    for sid, _frame, direction, kind, _inner, outer, data in records:
+        ct, st, ek, ak, dk = sessions[sid]
+        own_title = ct if direction == 0 else st
+        stage = "frame"
+        try:
+            if data[:1] == b"\x7e":
+                if not outer:
+                    stats["hdlc-non-i-frames.skipped"] += 1
+                    continue
+                apdu = InformationFrame.from_bytes(data).information[3:]  # LLC header
+            else:
+                apdu = WrapperProtocolDataUnit.from_bytes(data).data
+            if not outer:
+                continue
+            stage = "apdu"
+            try:
+                obj = factory(apdu)
+                own = True
+            except KeyError:
+                if outer not in generate.GLO.values() and outer not in generate.DED.values():
+                    raise
+                # glo-/ded- service envelope: tag, length, SC, IC, ciphertext||tag
+                n = apdu[1]
+                p = 2 if n < 0x80 else 2 + (n & 0x7F)
+                key = dk if outer in generate.DED.values() else ek
+                plain = decipher(apdu[p], int.from_bytes(apdu[p + 1:p + 5], "big"),
+                                 bytes(apdu[p + 5:]), own_title, key, ak)
+                stage = "inner"
+                obj = factory(plain)
+                own = False
+            stage = "inner"
+            content = getattr(getattr(obj, "user_information", None), "content", None)
+            env = content if hasattr(content, "ciphered_text") else obj
+            if hasattr(env, "ciphered_text"):
+                title = getattr(env, "system_title", None) or own_title
+                plain = decipher(env.security_control.to_bytes()[0], env.invocation_counter,
+                                 env.ciphered_text, title, ek, ak)
+                factory(plain)
+            stats["parsed.library" if own else "parsed.harness-unwrapped"] += 1
+        except Exception as exc:  # noqa: BLE001 - count what the tool could not parse
+            key = f"{stage}:{outer:02X}:{type(exc).__name__}"
+            fails[key] += 1
+            stats[f"failed.{stage}"] += 1
+        if outer:
+            stats["apdus"] += 1
+    loop = time.perf_counter() - t0
+    return {"loop_seconds": loop, "stats": dict(stats), "failures": dict(fails.most_common())}
+
+
+def worker_main(args: argparse.Namespace) -> int:
+    result = worker_gurux(args) if args.worker == "gurux" else worker_cosem(args)
+    Path(args.result).write_text(json.dumps(result))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The check: our --json records against what the generator wrote
+# ---------------------------------------------------------------------------------------------
+
+
+def check_ours(man: dict[str, Any], extra: list[str]) -> dict[str, Any]:
+    files = man["files"]
+    cmd = [*ours_command(), "read", files[".pcap"], "--keys", files[".keys.toml"],
+           *man["ours_args"], "--json", *extra]
+    with tempfile.TemporaryFile() as out:
+        res = measure(cmd, stdout=out)
+        out.seek(0)
+        by_frame: dict[int, list[dict[str, Any]]] = {}
+        expert: Counter[str] = Counter()
+        for line in out:
+            rec = json.loads(line)
+            for e in rec["expert"]:
+                expert[f"{e['severity']}:{e['code']}"] += 1
+            slim = {k: rec[k] for k in ("apdu", "direction", "inner", "security")}
+            by_frame.setdefault(max(rec["frames"]), []).append(slim)
+    problems: Counter[str] = Counter()
+    examples: dict[str, Any] = {}
+    matched = 0
+    for sid, frame, direction, kind, inner, outer, _data in generate.read_pdus(files[".pdus"]):
+        if not outer:
+            continue
+        recs = [r for r in by_frame.get(frame, []) if r["apdu"] == NAMES.get(outer)]
+        got = recs[0] if recs else None
+        want_dir = "client->server" if direction == 0 else "server->client"
+        issues = []
+        if got is None:
+            issues.append(f"missing {NAMES.get(outer)}")
+        else:
+            matched += 1
+            sec = got["security"] or {}
+            if got["direction"] != want_dir and not (outer == 0xDB and direction == 0):
+                issues.append(f"direction {got['direction']}")
+            if kind:
+                if got["inner"] != NAMES.get(inner):
+                    issues.append(f"inner {got['inner']} (want {NAMES.get(inner)})")
+                if sec.get("key_kind") != KEY_KINDS[kind]:
+                    issues.append(f"key_kind {sec.get('key_kind')} (want {KEY_KINDS[kind]})")
+                if sec.get("tag_verified") is not True:
+                    issues.append(f"tag_verified {sec.get('tag_verified')}")
+        for issue in issues:
+            k = f"{NAMES.get(outer)}: {issue}"
+            problems[k] += 1
+            examples.setdefault(k, {"session": sid, "frame": frame})
+    return {"seconds": res["seconds"], "status": res["status"], "matched": matched,
+            "problems": dict(problems.most_common()), "examples": examples,
+            "expert": dict(expert.most_common())}
+
+
+# ---------------------------------------------------------------------------------------------
+# The benchmark
+# ---------------------------------------------------------------------------------------------
+
+
+def run_worker(name: str, man: dict[str, Any], limit: int | None, keys: bool = True
+               ) -> dict[str, Any]:
+    files = man["files"]
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tmp:
+        result_path = tmp.name
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name,
+           "--pdus", files[".pdus"], "--sessions", files[".sessions.tsv"],
+           "--result", result_path]
+    if limit is not None:
+        cmd += ["--limit", str(limit)]
+    if not keys:
+        cmd.append("--no-keys")
+    res = measure(cmd)
+    try:
+        res["worker"] = json.loads(Path(result_path).read_text())
+    except (OSError, ValueError):
+        res["worker"] = {}
+    finally:
+        Path(result_path).unlink(missing_ok=True)
+    return res
+
+
+def row(tool: str, size: str, apdus: int, res: dict[str, Any], note: str = "",
+        extrapolated: bool = False) -> dict[str, Any]:
+    secs = res["seconds"]
+    return {"tool": tool, "size": size, "apdus": apdus, "seconds": secs,
+            "apdus_per_s": apdus / secs if secs else 0.0, "us_per_apdu": secs / apdus * 1e6,
+            "rss_mb": res["rss_mb"], "extrapolated": extrapolated, "note": note,
+            "status": res.get("status", 0), "cpu_seconds": res.get("cpu_seconds"),
+            "load_before": res.get("load_before")}
+
+
+def third_party(name: str, label: str, man: dict[str, Any], prefix: int, keys: bool = True
+                ) -> tuple[dict[str, Any], dict[str, Any]]:
+    n = int(man["apdus"])
+    limit = prefix if n > prefix else None
+    res = run_worker(name, man, limit, keys)
+    w = res.get("worker", {})
+    done = int(w.get("stats", {}).get("apdus", 0)) or (limit or n)
+    extrap = limit is not None
+    if extrap and w.get("loop_seconds"):
+        start = res["seconds"] - w["loop_seconds"]
+        res = dict(res, seconds=start + w["loop_seconds"] * n / done)
+    note = f"measured on the first {done} APDUs, time extrapolated" if extrap else ""
+    return row(label, man["name"].split("-")[-1], n, res, note, extrap), res
+
+
+def describe_gurux(res: dict[str, Any]) -> str:
+    w = res.get("worker", {})
+    s = w.get("stats", {})
+    text = f"deciphered {s.get('deciphered', 0)}/{s.get('ciphered', 0)} ciphered APDUs"
+    if w.get("missed_by_tag"):
+        text += f"; not deciphered by outer tag: {w['missed_by_tag']}"
+    errors = {k: v for k, v in s.items() if k.startswith("error.")}
+    if errors:
+        text += f"; errors {errors}"
+    return text
+
+
+def describe_cosem(res: dict[str, Any]) -> str:
+    w = res.get("worker", {})
+    s = w.get("stats", {})
+    text = (f"{s.get('parsed.library', 0)} APDUs parsed (and deciphered) by the library, "
+            f"{s.get('parsed.harness-unwrapped', 0)} after the harness split the glo-/ded- "
+            f"envelope, {s.get('failed.frame', 0)} frames and "
+            f"{s.get('failed.apdu', 0) + s.get('failed.inner', 0)} APDUs not parsed")
+    if w.get("failures"):
+        top = list(w["failures"].items())[:8]
+        text += "; failures (stage:tag:error): " + ", ".join(f"{k} x{v}" for k, v in top)
+    return text
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    gurux = {r["size"]: r["apdus_per_s"] for r in rows if r["tool"] == "gurux"}
+    head = ("| tool | size | APDUs | seconds | APDUs/s | µs/APDU | peak RSS MB | vs Gurux |\n"
+            "|---|---|---:|---:|---:|---:|---:|---:|")
+    lines = [head]
+    for r in rows:
+        g = gurux.get(r["size"])
+        ratio = f"{r['apdus_per_s'] / g:.2f}x" if g else "-"
+        star = "*" if r["extrapolated"] else ""
+        fail = " (exit %d)" % r["status"] if r["status"] else ""
+        lines.append(f"| {r['tool']}{fail} | {r['size']} | {r['apdus']:,} | "
+                     f"{r['seconds']:.1f}{star} | {r['apdus_per_s']:,.0f} | "
+                     f"{r['us_per_apdu']:.0f} | {r['rss_mb']:.0f} | {ratio} |")
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    mem = ""
+    try:
+        mem = subprocess.run(["free", "-h"], capture_output=True, text=True).stdout
+    except OSError:
+        pass
+    cpu = ""
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
+            "platform": platform.platform(), "free": mem.strip()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", default="10k,100k", help="comma list: 10k,100k,1m or counts")
+    p.add_argument("--out", default=str(HERE / "out"), help="captures and results folder")
+    p.add_argument("--ours-args", default="", help='extra arguments for our read, e.g. "--jobs 2"')
+    p.add_argument("--prefix", type=int, default=100_000,
+                   help="APDUs the third-party tools run on at larger sizes (extrapolated)")
+    p.add_argument("--skip-ours", action="store_true")
+    p.add_argument("--skip-summary", action="store_true", help="skip ours-summary")
+    p.add_argument("--skip-gurux", action="store_true")
+    p.add_argument("--skip-gurux-nokeys", action="store_true")
+    p.add_argument("--skip-cosem", action="store_true")
+    p.add_argument("--check", action="store_true",
+                   help="also compare our --json records with what the generator wrote")
+    p.add_argument("--seed", type=int, default=generate.DEFAULT_SEED)
+    p.add_argument("--meters", type=int, default=256)
+    # worker mode (internal)
+    p.add_argument("--worker", choices=("gurux", "cosem"), help=argparse.SUPPRESS)
+    p.add_argument("--pdus", help=argparse.SUPPRESS)
+    p.add_argument("--sessions", help=argparse.SUPPRESS)
+    p.add_argument("--result", help=argparse.SUPPRESS)
+    p.add_argument("--limit", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--no-keys", dest="keys", action="store_false", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        return worker_main(args)
+
+    out = Path(args.out)
+    extra = shlex.split(args.ours_args)
+    info = machine()
+    print(f"# machine: {info['nproc']} CPUs ({info['cpu']}), Python {info['python']}, "
+          f"{info['platform']}", flush=True)
+    ours = ours_command()
+    start = measure([*ours, "read", str(HERE.parent / "pcaps" / "seed-case.pcap")])
+    print(f"# startup: ours reading a 4-frame capture takes {start['seconds']:.2f} s, "
+          f"{start['rss_mb']:.0f} MB", flush=True)
+    rows: list[dict[str, Any]] = []
+    notes: list[str] = []
+    checks: dict[str, Any] = {}
+    for text in args.sizes.split(","):
+        n = generate.parse_size(text)
+        t0 = time.perf_counter()
+        man = generate.generate(n, out, args.seed, args.meters)
+        size = man["name"].split("-")[-1]
+        print(f"# {man['name']}: {man['apdus']:,} APDUs in {man['frames']:,} frames, "
+              f"{int(man['pcap_bytes']) / 1e6:.0f} MB pcap (ready in "
+              f"{time.perf_counter() - t0:.1f} s; generated in {man['seconds']} s)", flush=True)
+        files = man["files"]
+        base = [*ours, "read", files[".pcap"], "--keys", files[".keys.toml"], *man["ours_args"]]
+        if not args.skip_ours:
+            label = "ours-json" + (f" {args.ours_args}" if extra else "")
+            res = measure([*base, "--json", *extra])
+            rows.append(row(label, size, n, res))
+            if res["status"]:
+                notes.append(f"{label} {size}: exit {res['status']}: {res['stderr'][-300:]}")
+            print(table(rows[-1:]).splitlines()[-1], flush=True)
+            if not args.skip_summary:
+                label = "ours-summary" + (f" {args.ours_args}" if extra else "")
+                res = measure([*base, *extra])
+                rows.append(row(label, size, n, res))
+                print(table(rows[-1:]).splitlines()[-1], flush=True)
+        if not args.skip_gurux:
+            r, res = third_party("gurux", "gurux", man, args.prefix)
+            rows.append(r)
+            notes.append(f"gurux {size}: {describe_gurux(res)}"
+                         + (f"; {r['note']}" if r["note"] else ""))
+            print(table(rows[-1:]).splitlines()[-1], "  #", notes[-1], flush=True)
+        if not args.skip_gurux_nokeys:
+            r, res = third_party("gurux", "gurux-nokeys", man, args.prefix, keys=False)
+            rows.append(r)
+            if r["note"]:
+                notes.append(f"gurux-nokeys {size}: {r['note']}")
+            print(table(rows[-1:]).splitlines()[-1], flush=True)
+        if not args.skip_cosem:
+            r, res = third_party("cosem", "dlms-cosem", man, args.prefix)
+            rows.append(r)
+            notes.append(f"dlms-cosem {size}: {describe_cosem(res)}"
+                         + (f"; {r['note']}" if r["note"] else ""))
+            print(table(rows[-1:]).splitlines()[-1], "  #", notes[-1], flush=True)
+        if args.check:
+            checks[size] = check_ours(man, extra)
+            c = checks[size]
+            print(f"# check {size}: {c['matched']:,}/{n:,} APDUs found in our --json; "
+                  f"problems: {c['problems'] or 'none'}; expert findings: {c['expert']}",
+                  flush=True)
+    print()
+    print(table(rows))
+    if any(r["extrapolated"] for r in rows):
+        print(f"\n`*` extrapolated from the first {args.prefix:,} APDUs.")
+    for note in notes:
+        print(f"- {note}")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"results-{stamp}.json").write_text(json.dumps(
+        {"machine": info, "startup": start, "ours_args": args.ours_args, "rows": rows,
+         "notes": notes, "checks": checks}, indent=1, default=str) + "\n")
+    print(f"\nresults: {out / f'results-{stamp}.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
