@@ -213,7 +213,7 @@ def worker_cosem(args: argparse.Namespace) -> dict[str, Any]:
                                 title, ic, key, payload, ak)
 
     t0 = time.perf_counter()
-    for sid, _frame, direction, kind, _inner, outer, data in records:
+    for sid, _frame, direction, _kind, _inner, outer, data in records:
         ct, st, ek, ak, dk = sessions[sid]
         own_title = ct if direction == 0 else st
         stage = "frame"
@@ -368,7 +368,9 @@ def third_party(name: str, label: str, man: dict[str, Any], prefix: int, keys: b
     extrap = limit is not None
     if extrap and w.get("loop_seconds"):
         start = res["seconds"] - w["loop_seconds"]
-        res = dict(res, seconds=start + w["loop_seconds"] * n / done)
+        scale = (start + w["loop_seconds"] * n / done) / res["seconds"]
+        res = dict(res, seconds=res["seconds"] * scale,
+                   cpu_seconds=(res["cpu_seconds"] or 0.0) * scale)
     note = f"measured on the first {done} APDUs, time extrapolated" if extrap else ""
     return row(label, man["name"].split("-")[-1], n, res, note, extrap), res
 
@@ -399,18 +401,23 @@ def describe_cosem(res: dict[str, Any]) -> str:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    gurux = {r["size"]: r["apdus_per_s"] for r in rows if r["tool"] == "gurux"}
-    head = ("| tool | size | APDUs | seconds | APDUs/s | µs/APDU | peak RSS MB | vs Gurux |\n"
-            "|---|---|---:|---:|---:|---:|---:|---:|")
+    gurux = {r["size"]: r for r in rows if r["tool"] == "gurux"}
+    head = ("| tool | size | APDUs | seconds | APDUs/s | µs/APDU | peak RSS MB | vs Gurux "
+            "| CPU s | vs Gurux (CPU) |\n"
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     lines = [head]
     for r in rows:
         g = gurux.get(r["size"])
-        ratio = f"{r['apdus_per_s'] / g:.2f}x" if g else "-"
+        ratio = f"{r['apdus_per_s'] / g['apdus_per_s']:.2f}x" if g else "-"
+        cpu = r.get("cpu_seconds") or 0.0
+        cpu_ratio = f"{g['cpu_seconds'] / cpu:.2f}x" if g and cpu and g.get("cpu_seconds") \
+            else "-"
         star = "*" if r["extrapolated"] else ""
-        fail = " (exit %d)" % r["status"] if r["status"] else ""
+        fail = f" (exit {r['status']})" if r["status"] else ""
         lines.append(f"| {r['tool']}{fail} | {r['size']} | {r['apdus']:,} | "
                      f"{r['seconds']:.1f}{star} | {r['apdus_per_s']:,.0f} | "
-                     f"{r['us_per_apdu']:.0f} | {r['rss_mb']:.0f} | {ratio} |")
+                     f"{r['us_per_apdu']:.0f} | {r['rss_mb']:.0f} | {ratio} | "
+                     f"{cpu:.1f}{star} | {cpu_ratio} |")
     return "\n".join(lines)
 
 

@@ -50,24 +50,31 @@ class ApduRecord:
     @cached_property
     def envelope(self) -> Any:
         """The outermost ciphered envelope of the APDU (or of its user-information), if any."""
-        envelopes = [p for p in iter_tree(self.packet)
-                     if getattr(type(p), "decipher", None) is not None]
+        envelopes = [p for p in self.nodes if getattr(type(p), "decipher", None) is not None]
         return next((p for p in envelopes if p.ciphered is not None),
                     envelopes[0] if envelopes else None)
 
     @cached_property
     def signing(self) -> Any:
         """The general-signing envelope around the APDU, if any."""
-        return next((p for p in iter_tree(self.packet)
-                     if getattr(p, "family", "") == "signing"), None)
+        return next((p for p in self.nodes if getattr(p, "family", "") == "signing"), None)
 
-    def all_findings(self) -> list[Finding]:
+    @cached_property
+    def nodes(self) -> list[Packet]:
+        """Every packet of the APDU's tree (deciphered plaintext included), walked once."""
+        return list(iter_tree(self.packet))
+
+    @cached_property
+    def _layer_findings(self) -> list[Finding]:
         out: list[Finding] = []
         for frame in self.frame_packets:
             out.extend(f for f in findings_of(frame) if f not in out)
-        out.extend(findings_of(self.packet))
-        out.extend(self.findings)
+        out.extend(f for p in self.nodes for f in p.__dict__.get("findings", ()))
         return out
+
+    def all_findings(self) -> list[Finding]:
+        """Findings of the frames, the APDU tree and the tracker, outermost first."""
+        return self._layer_findings + self.findings
 
     def security(self) -> dict[str, Any] | None:
         env = self.envelope
@@ -108,7 +115,7 @@ class ApduRecord:
         """Key bytes this APDU carries in clear once deciphered (the dedicated key of an
         InitiateRequest): writers redact them, since key bytes never appear in output."""
         out = []
-        for p in iter_tree(self.packet):
+        for p in self.nodes:
             key = p.fields.get("dedicated_key") if "dedicated_key" in p.fields else None
             if isinstance(key, (bytes, bytearray)) and len(key) >= 8:
                 out.append(bytes(key))

@@ -157,21 +157,21 @@ class MBusDataField(PacketLenField):
         return MBusSegment(m)
 
 
-def _frame_body_len(s: bytes) -> tuple[int, bool]:
-    """(bytes from C to the end of the data, L overflowed) of a long frame starting `s`."""
-    n = len(s)
-    declared = s[1] if n > 1 else 0
+def _closes(s: bytes | bytearray, pos: int, body: int, strict: bool = True) -> bool:
+    """Whether a long frame at `pos` with `body` bytes from C on ends there: stop byte in
+    place and (when `strict`) a matching check sum. The bytes must be present."""
+    end = pos + 4 + body
+    return s[end + 1] == STOP and (not strict or checksum(s[pos + 4 : end]) == s[end])
 
-    def closes(body: int) -> bool:
-        end = 4 + body
-        return end + 2 <= n and s[end + 1] == STOP and checksum(s[4:end]) == s[end]
 
-    if closes(declared):
-        return declared, False
-    body = declared + 256
+def _frame_body_len(s: bytes | bytearray, pos: int = 0) -> tuple[int, bool]:
+    """(bytes from C to the end of the data, L overflowed) of a long frame at `s[pos]`."""
+    n = len(s) - pos
+    declared = s[pos + 1] if n > 1 else 0
+    body = declared
     while 6 + body <= n:
-        if closes(body):
-            return body, True
+        if _closes(s, pos, body):
+            return body, body != declared
         body += 256
     return declared, False
 
@@ -382,10 +382,16 @@ class MBus(Packet):
         return MBusLongFrame
 
 
-def frame_length(data: bytes, pos: int = 0) -> int | None:
-    """Length of the M-Bus frame starting at `data[pos]` (check sum and stop byte verified,
-    L overflow handled as in `MBusLongFrame`); 0 if more bytes are needed; None if the bytes
-    there do not make a valid frame."""
+def frame_length(data: bytes | bytearray, pos: int = 0, strict: bool = True,
+                 final: bool = False) -> int | None:
+    """Length of the M-Bus frame starting at `data[pos]`; 0 if more bytes are needed; None if
+    the bytes there make no frame.
+
+    A frame must end with its stop byte and, when `strict`, a valid check sum (a splitter in
+    sync passes `strict=False` so that the layer reports a bad check sum). A long frame with no
+    stop byte where L says is tried 256 bytes further (L overflow, see `MBusLongFrame`), with
+    a valid check sum required; `final` (end of the stream) stops waiting for those bytes.
+    """
     n = len(data) - pos
     if n <= 0:
         return 0
@@ -395,24 +401,27 @@ def frame_length(data: bytes, pos: int = 0) -> int | None:
     if first == SHORT_START:
         if n < 5:
             return 0
-        ok = data[pos + 4] == STOP and checksum(data[pos + 1 : pos + 3]) == data[pos + 3]
+        ok = data[pos + 4] == STOP and (
+            not strict or checksum(data[pos + 1 : pos + 3]) == data[pos + 3])
         return 5 if ok else None
     if first != LONG_START:
         return None
     if n < 4:
         return 0
-    if data[pos + 3] != LONG_START or data[pos + 1] != data[pos + 2]:
+    declared = data[pos + 1]
+    if data[pos + 3] != LONG_START or data[pos + 2] != declared:
         return None
-    body, _ = _frame_body_len(data[pos:])
-    end = 4 + body
-    if data[pos + 1] < 3 and body < 256:
-        return None
-    if n < end + 2:
-        return 0
-    seg = data[pos:]
-    if seg[end + 1] == STOP and checksum(seg[4:end]) == seg[end]:
-        return end + 2
-    return None
+    if declared >= 3:
+        if n < declared + 6:
+            return 0
+        if _closes(data, pos, declared, strict):
+            return declared + 6
+        if data[pos + 5 + declared] == STOP:
+            return None
+    body = declared + 256
+    if n < body + 6:
+        return None if final else 0
+    return body + 6 if _closes(data, pos, body) else None
 
 
 @dataclass(frozen=True)
