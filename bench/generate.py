@@ -30,16 +30,18 @@ Files written beside each other (NAME = `headend-10k` etc.):
   NAME.sessions.tsv  per session: kind, transport, client/server titles, EK, AK, dedicated key
   NAME.json          manifest: counts, ports, seed, what was generated
 
-    python3 bench/generate.py --sizes 10k,100k [--out bench/out] [--seed 4059]
+    python3 bench/generate.py --sizes 10k,100k [--out /tmp/dlms-bench] [--seed 4059]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import struct
 import sys
+import tempfile
 import time
 from array import array
 from collections import Counter
@@ -55,6 +57,9 @@ from keys.hls import compute_hls
 from layers.crc import crc16
 
 HERE = Path(__file__).resolve().parent
+#: Captures are large (1M APDUs: ~200 MB pcap + ~130 MB PDU list): keep them out of the work
+#: tree so they are never committed.
+DEFAULT_OUT = Path(os.environ.get("DLMS_BENCH_OUT") or Path(tempfile.gettempdir()) / "dlms-bench")
 SIZES = {"10k": 10_000, "100k": 100_000, "1m": 1_000_000}
 DEFAULT_SEED = 4059
 WRAPPER_PORT = 4059
@@ -757,24 +762,24 @@ def generate(n: int, out: Path, seed: int = DEFAULT_SEED, meters: int = 256,
               "hdlc_port": hdlc_port, "hdlc_share": hdlc_share, "push_share": push_share,
               "version": 1}
     man_path = out / f"{name}.json"
+    files = {k: str(out / f"{name}{k}") for k in (".pcap", ".keys.toml", ".pdus", ".sessions.tsv")}
     if not force and man_path.exists():
         old = json.loads(man_path.read_text())
-        if old.get("params") == params and (out / f"{name}.pcap").exists():
-            return old
+        if old.get("params") == params and all(Path(f).exists() for f in files.values()):
+            return dict(old, files=files)
     g = Generator(n, seed, meters, concurrency, hdlc_port, hdlc_share, push_share)
     manifest = g.run(out, name)
     manifest["seed"] = seed
     manifest["params"] = params
-    manifest["files"] = {k: str(out / f"{name}{k}") for k in
-                         (".pcap", ".keys.toml", ".pdus", ".sessions.tsv")}
     man_path.write_text(json.dumps(manifest, indent=1) + "\n")
-    return manifest
+    return dict(manifest, files=files)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", default="10k,100k", help="comma list: 10k,100k,1m or counts")
-    p.add_argument("--out", default=str(HERE / "out"), help="output folder (default bench/out)")
+    p.add_argument("--out", default=str(DEFAULT_OUT),
+                   help="output folder (default $DLMS_BENCH_OUT or /tmp/dlms-bench)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--meters", type=int, default=256, help="meters (keystore entries)")
     p.add_argument("--concurrency", type=int, default=24, help="connections in flight")

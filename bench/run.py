@@ -440,7 +440,8 @@ def machine() -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", default="10k,100k", help="comma list: 10k,100k,1m or counts")
-    p.add_argument("--out", default=str(HERE / "out"), help="captures and results folder")
+    p.add_argument("--out", default=str(generate.DEFAULT_OUT),
+                   help="captures and results folder (default $DLMS_BENCH_OUT or /tmp/dlms-bench)")
     p.add_argument("--ours-args", default="", help='extra arguments for our read, e.g. "--jobs 2"')
     p.add_argument("--prefix", type=int, default=100_000,
                    help="APDUs the third-party tools run on at larger sizes (extrapolated)")

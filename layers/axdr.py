@@ -815,6 +815,11 @@ class DataField(PacketField):
     def __init__(self, name: str, default: Data | None = None) -> None:
         super().__init__(name, default, Data)
 
+    def getfield(self, pkt: Packet, s: bytes) -> tuple[bytes, Any]:
+        if not s:
+            raise ValueError(f"{self.name}: no bytes left for a Data value")
+        return super().getfield(pkt, s)
+
 
 # --------------------------------------------------------------------------- descriptors
 

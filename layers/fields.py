@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from scapy.fields import Field, FieldLenField, StrLenField
+from scapy.fields import Field, FieldLenField, PacketLenField, StrLenField
 from scapy.packet import Packet
 
 
@@ -79,3 +79,16 @@ class OctetsField(StrLenField):
 
     def i2repr(self, pkt: Packet, x: bytes) -> str:
         return x.hex() if isinstance(x, bytes) else repr(x)
+
+
+class BoundedPacketLenField(PacketLenField):
+    """A PacketLenField whose declared length the input must hold (else `malformed.truncated`)."""
+
+    def getfield(self, pkt: Packet, s: bytes) -> tuple[bytes, Any]:
+        want = self.length_from(pkt)
+        if want > len(s):
+            from .expert import add_finding
+
+            add_finding(pkt, "error", "malformed.truncated",
+                        f"{self.name}: {want} bytes declared, {len(s)} present")
+        return super().getfield(pkt, s)

@@ -335,7 +335,8 @@ def message_length(data: bytes, pos: int = 0) -> int | None:
     limit = 2 + MAX_ADDRESS + 3 if rest[1:2] == b"?" else 5 + 2 + LONG_IDENT + 2
     end = rest.find(CRLF, 0, limit)
     if end < 0:
-        return 0 if len(rest) < limit and _printable(rest) else None
+        head = rest[:-1] if rest.endswith(b"\r") else rest
+        return 0 if len(rest) < limit and _printable(head) else None
     body = rest[:end]
     if not _printable(body):
         return None

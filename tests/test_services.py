@@ -331,8 +331,6 @@ def test_truncated_input_gives_findings(hexstr: str) -> None:
     pkt.show(dump=True)
 
 
-@pytest.mark.xfail(reason="layers.axdr: a DataField with no bytes left becomes a null-data that"
-                          " was not on the wire, without a finding", strict=False)
 def test_selective_access_without_parameters_is_reported() -> None:
     # get-request normal, access-selection present, selector 2, then nothing
     pkt = APDU(bytes.fromhex("C001C100070100630100FF020102"))

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 from scapy.fields import ByteEnumField, StrField
 from scapy.packet import Packet
 
+from ..expert import add_finding
 from ..packet import DLMSPacket
 
 #: First-byte tag -> Green Book name (lower-kebab case), notes §3.1 and §4.1.
@@ -68,6 +69,14 @@ class APDUBase(DLMSPacket):
     def mysummary(self) -> str:
         return self.apdu_name or self.name
 
+    def post_dissection(self, pkt: Packet) -> None:
+        extra = self.payload
+        if type(extra).__name__ in ("Raw", "Padding") and not self.__dict__.get("findings"):
+            what = self.apdu_name or self.name
+            add_finding(self, "warning", "apdu.trailing-bytes",
+                        f"{len(bytes(extra))} byte(s) after the end of the {what}")
+        super().post_dissection(pkt)
+
 
 class UnknownAPDU(APDUBase):
     """An APDU whose first byte is not in the tag map: the bytes are kept as they are."""
@@ -77,8 +86,6 @@ class UnknownAPDU(APDUBase):
     fields_desc = [ByteEnumField("tag", 0, TAG_NAMES), StrField("data", b"")]
 
     def post_dissection(self, pkt: Packet) -> None:
-        from ..expert import add_finding
-
         add_finding(self, "error", "apdu.unknown-tag",
                     f"tag 0x{self.tag:02x} is not an xDLMS/ACSE APDU")
         super().post_dissection(pkt)
@@ -92,6 +99,9 @@ class APDU(Packet):
 
     @classmethod
     def dispatch_hook(cls, _pkt: bytes | None = None, *args: Any, **kargs: Any) -> type[Packet]:
-        if _pkt:
-            return APDU_CLASSES.get(_pkt[0], UnknownAPDU)
-        return UnknownAPDU
+        if not _pkt:
+            return UnknownAPDU
+        found = APDU_CLASSES.get(_pkt[0], UnknownAPDU)
+        if "dispatch_hook" in found.__dict__:  # a CHOICE: its own hook picks the variant
+            return found.dispatch_hook(_pkt, *args, **kargs)
+        return found

@@ -15,13 +15,12 @@ from scapy.fields import (
     ConditionalField,
     IntField,
     PacketField,
-    PacketLenField,
     XByteField,
 )
 from scapy.packet import Packet
 
 from ..expert import add_finding
-from ..fields import OctetsField, VarLenField, length_prefixed
+from ..fields import BoundedPacketLenField, OctetsField, VarLenField, length_prefixed
 from ..packet import DLMSElement
 from ..security import TAG_LENGTH, SecurityControlField, sc_authenticated, sc_broadcast
 from .base import APDU, CIPHERED_TAGS, TAG_NAMES, APDUBase, register
@@ -64,8 +63,8 @@ class CipheredContent(DLMSElement):
 def _content_field(name: str = "ciphered_content") -> list:
     return [
         VarLenField(f"{name}_length", None, length_of=name),
-        PacketLenField(name, CipheredContent(), CipheredContent,
-                       length_from=lambda p, _n=f"{name}_length": getattr(p, _n)),
+        BoundedPacketLenField(name, CipheredContent(), CipheredContent,
+                              length_from=lambda p, _n=f"{name}_length": getattr(p, _n)),
     ]
 
 
@@ -256,7 +255,7 @@ class GeneralSigning(CipheredAPDU):
         ByteEnumField("tag", 0xDF, TAG_NAMES),
         *_header_fields(),
         VarLenField("content_length", None, length_of="content"),
-        PacketLenField("content", None, APDU, length_from=lambda p: p.content_length),
+        BoundedPacketLenField("content", None, APDU, length_from=lambda p: p.content_length),
         *length_prefixed("signature"),
     ]
 

@@ -488,13 +488,6 @@ class ChoiceAPDU(APDUBase):
         # Scapy only dispatches through a dispatch_hook found in the class's own __dict__.
         cls.dispatch_hook = classmethod(_choice_dispatch)  # type: ignore[assignment]
 
-    def __init__(self, _pkt: bytes = b"", *args: Any, **kargs: Any) -> None:
-        # Reached when an outer dispatcher (`APDU(b)`) returned this class without asking its
-        # dispatch_hook: become the variant before dissecting.
-        variant = _choice_dispatch(type(self), _pkt, **kargs)
-        object.__setattr__(self, "__class__", variant)
-        variant.__init__(self, _pkt, *args, **kargs)
-
 
 class UnknownChoice(APDUBase):
     """A CHOICE APDU whose choice byte is not defined: the bytes after it are kept as `data`."""
