@@ -96,26 +96,50 @@ def _tree_rss(root: int) -> int:
     return total
 
 
-def measure(cmd: list[str], stdout: Any = subprocess.DEVNULL) -> dict[str, Any]:
-    """Run `cmd`; wall seconds, peak RSS (MB), exit status, stderr tail."""
+def measure(cmd: list[str], stdout: Any = subprocess.DEVNULL, timeout: float | None = None,
+            count_lines: bool = False) -> dict[str, Any]:
+    """Run `cmd`; wall seconds, CPU seconds, peak RSS (MB), exit status, stderr tail.
+
+    `timeout` kills the process group after that many seconds (`timed_out` is then set);
+    `count_lines` reads its standard output through a pipe and counts the lines (`lines`)."""
     err = tempfile.TemporaryFile()
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=stdout, stderr=err)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE if count_lines else stdout, stderr=err,
+                            start_new_session=True)
     peak = 0
+    lines = 0
     done = threading.Event()
+    timed_out = threading.Event()
 
     def sample() -> None:
         nonlocal peak
         while not done.wait(0.05):
             peak = max(peak, _tree_rss(proc.pid))
+            if timeout is not None and time.perf_counter() - t0 > timeout:
+                timed_out.set()
+                try:
+                    os.killpg(proc.pid, 9)
+                except OSError:
+                    pass
+                return
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
+    def count() -> None:
+        nonlocal lines
+        assert proc.stdout is not None
+        while chunk := proc.stdout.read(1 << 20):
+            lines += chunk.count(b"\n")
+
+    threads = [threading.Thread(target=sample, daemon=True)]
+    if count_lines:
+        threads.append(threading.Thread(target=count, daemon=True))
+    for th in threads:
+        th.start()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     done.set()
-    sampler.join()
+    for th in threads:
+        th.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
     err.seek(0)
     tail = err.read()[-2000:].decode(errors="replace")
@@ -123,7 +147,8 @@ def measure(cmd: list[str], stdout: Any = subprocess.DEVNULL) -> dict[str, Any]:
     return {"seconds": wall, "rss_mb": max(usage.ru_maxrss * 1024, peak) / 1e6,
             "maxrss_mb": usage.ru_maxrss / 1024, "tree_peak_mb": peak / 1e6,
             "cpu_seconds": usage.ru_utime + usage.ru_stime, "status": proc.returncode,
-            "stderr": tail, "load_before": load}
+            "stderr": tail, "load_before": load, "timed_out": timed_out.is_set(),
+            "lines": lines if count_lines else None}
 
 
 def ours_command() -> list[str]:
@@ -433,8 +458,19 @@ def machine() -> dict[str, Any]:
                    if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
+    commit = ""
+    try:  # read-only: which code was measured
+        repo = str(HERE.parent)
+        commit = subprocess.run(["git", "-C", repo, "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", repo, "status", "--porcelain",
+                                "--untracked-files=no"], capture_output=True, text=True).stdout
+        if dirty.strip():
+            commit += f" + {len(dirty.splitlines())} changed files"
+    except OSError:
+        pass
     return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
-            "platform": platform.platform(), "free": mem.strip()}
+            "platform": platform.platform(), "free": mem.strip(), "commit": commit}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -442,7 +478,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", default="10k,100k", help="comma list: 10k,100k,1m or counts")
     p.add_argument("--out", default=str(generate.DEFAULT_OUT),
                    help="captures and results folder (default $DLMS_BENCH_OUT or /tmp/dlms-bench)")
-    p.add_argument("--ours-args", default="", help='extra arguments for our read, e.g. "--jobs 2"')
+    p.add_argument("--ours-args", action="append", default=None, metavar="ARGS",
+                   help='extra arguments for our read, e.g. "--jobs 2"; repeat to run several '
+                        'variants (\'--ours-args "" --ours-args "--jobs 2"\')')
+    p.add_argument("--timeout", type=float, default=0.0,
+                   help="stop each of our runs after this many seconds (0: no limit); the rate "
+                        "is then taken over the records written so far")
     p.add_argument("--prefix", type=int, default=100_000,
                    help="APDUs the third-party tools run on at larger sizes (extrapolated)")
     p.add_argument("--skip-ours", action="store_true")
@@ -466,10 +507,10 @@ def main(argv: list[str] | None = None) -> int:
         return worker_main(args)
 
     out = Path(args.out)
-    extra = shlex.split(args.ours_args)
+    variants = args.ours_args or [""]
     info = machine()
     print(f"# machine: {info['nproc']} CPUs ({info['cpu']}), Python {info['python']}, "
-          f"{info['platform']}", flush=True)
+          f"{info['platform']}; code at {info['commit']}", flush=True)
     ours = ours_command()
     start = measure([*ours, "read", str(HERE.parent / "pcaps" / "seed-case.pcap")])
     print(f"# startup: ours reading a 4-frame capture takes {start['seconds']:.2f} s, "
@@ -488,17 +529,27 @@ def main(argv: list[str] | None = None) -> int:
         files = man["files"]
         base = [*ours, "read", files[".pcap"], "--keys", files[".keys.toml"], *man["ours_args"]]
         if not args.skip_ours:
-            label = "ours-json" + (f" {args.ours_args}" if extra else "")
-            res = measure([*base, "--json", *extra])
-            rows.append(row(label, size, n, res))
-            if res["status"]:
-                notes.append(f"{label} {size}: exit {res['status']}: {res['stderr'][-300:]}")
-            print(table(rows[-1:]).splitlines()[-1], flush=True)
-            if not args.skip_summary:
-                label = "ours-summary" + (f" {args.ours_args}" if extra else "")
-                res = measure([*base, *extra])
-                rows.append(row(label, size, n, res))
-                print(table(rows[-1:]).splitlines()[-1], flush=True)
+            for variant in variants:
+                extra = shlex.split(variant)
+                for mode in ("json", "summary"):
+                    if mode == "summary" and args.skip_summary:
+                        continue
+                    label = f"ours-{mode}" + (f" {variant}" if extra else "")
+                    cmd = [*base, *(["--json"] if mode == "json" else []), *extra]
+                    res = measure(cmd, timeout=args.timeout or None,
+                                  count_lines=bool(args.timeout))
+                    r = row(label, size, n, res)
+                    if res["timed_out"]:
+                        done = int(res["lines"] or 0)
+                        r = row(label, size, max(done, 1), res,
+                                f"stopped after {args.timeout:.0f} s: {done:,} of {n:,} "
+                                "records written (rate over those)")
+                        notes.append(f"{label} {size}: {r['note']}")
+                    elif res["status"]:
+                        notes.append(f"{label} {size}: exit {res['status']}: "
+                                     f"{res['stderr'][-300:]}")
+                    rows.append(r)
+                    print(table(rows[-1:]).splitlines()[-1], flush=True)
         if not args.skip_gurux:
             r, res = third_party("gurux", "gurux", man, args.prefix)
             rows.append(r)
@@ -518,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
                          + (f"; {r['note']}" if r["note"] else ""))
             print(table(rows[-1:]).splitlines()[-1], "  #", notes[-1], flush=True)
         if args.check:
-            checks[size] = check_ours(man, extra)
+            checks[size] = check_ours(man, shlex.split(variants[0]))
             c = checks[size]
             print(f"# check {size}: {c['matched']:,}/{n:,} APDUs found in our --json; "
                   f"problems: {c['problems'] or 'none'}; expert findings: {c['expert']}",
@@ -532,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     (out / f"results-{stamp}.json").write_text(json.dumps(
-        {"machine": info, "startup": start, "ours_args": args.ours_args, "rows": rows,
+        {"machine": info, "startup": start, "ours_args": variants, "rows": rows,
          "notes": notes, "checks": checks}, indent=1, default=str) + "\n")
     print(f"\nresults: {out / f'results-{stamp}.json'}")
     return 0

@@ -95,11 +95,11 @@ def looks_like_mbus(data: bytes) -> bool:
         return len(data) == 1 or looks_like_mbus(data[1:])
     if data[0] not in (SHORT_START, LONG_START):
         return False
-    n = frame_length(data, final=True)
+    n = frame_length(data)
     if n:
         return True
     return (n == 0 and data[0] == LONG_START and len(data) >= 4 and data[1] == data[2]
-            and data[1] >= 3 and data[3] == LONG_START)
+            and data[3] == LONG_START)
 
 
 class MbusSplitter(_Splitter):
@@ -281,7 +281,7 @@ def units_from_mbus(data: bytes, line_no: int) -> list[Unit]:
 def llc432_unit(data: bytes, frame_no: int = 0, time: float = 0.0,
                 link: str = "input") -> Unit:
     """A datagram or line with an IEC 61334-4-32 LLC header -> a raw Unit of its APDU."""
-    header = LLC432(data[:HEADER_LEN])
+    header = LLC432(data, stop_dissection_after=LLC432)
     return Unit(data[HEADER_LEN:], "raw", [frame_no], time, link,
                 findings=_own_findings(header))
 

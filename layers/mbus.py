@@ -443,12 +443,12 @@ class DlmsSegment:
 
 
 def mbus_segment(frame: Packet) -> DlmsSegment | None:
-    """The DLMS segment a dissected M-Bus frame carries, or None (ACK, short frame, other CI,
-    truncated frame)."""
+    """The DLMS segment an M-Bus frame carries, or None (ACK, short frame, other CI; a
+    dissected frame that is truncated or fails its check sum)."""
     if not isinstance(frame, MBusLongFrame) or not frame.is_dlms:
         return None
     fields = frame.fields
-    if "checksum" not in fields:
+    if "body_len" in frame.__dict__ and ("stop" not in fields or not frame.checksum_ok):
         return None
     return DlmsSegment(
         address=int(frame.address), from_master=bool(frame.control & 0x40),

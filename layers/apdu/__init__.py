@@ -3,15 +3,18 @@
 Importing this package registers every APDU class.
 """
 
-from importlib import import_module
-
+from . import (  # noqa: F401 - imported to register their classes
+    access,
+    acse,
+    action,
+    ciphered,
+    gbt,
+    get,
+    initiate,
+    notification,
+    set,
+    sn,
+)
 from .base import APDU, APDU_CLASSES, TAG_NAMES, UnknownAPDU, apdu_name, register
-
-for _module in ("ciphered", "acse", "initiate", "get", "set", "action", "notification",
-                "access", "sn", "gbt"):
-    try:
-        import_module(f"{__name__}.{_module}")
-    except Exception:  # noqa: BLE001  DEV: modules land one by one
-        pass
 
 __all__ = ["APDU", "APDU_CLASSES", "TAG_NAMES", "UnknownAPDU", "apdu_name", "register"]
