@@ -125,10 +125,15 @@ def measure(cmd: list[str], stdout: Any = subprocess.DEVNULL, timeout: float | N
                 return
 
     def count() -> None:
+        # records: JSON lines, or summary lines (which start with the record number; the
+        # findings under them are indented further and start with a word)
         nonlocal lines
         assert proc.stdout is not None
+        carry = b""
         while chunk := proc.stdout.read(1 << 20):
-            lines += chunk.count(b"\n")
+            parts = (carry + chunk).split(b"\n")
+            carry = parts.pop()
+            lines += sum(1 for p in parts if p.lstrip()[:1] in b"{0123456789" and p.strip())
 
     threads = [threading.Thread(target=sample, daemon=True)]
     if count_lines:
@@ -197,7 +202,8 @@ def worker_gurux(args: argparse.Namespace) -> dict[str, Any]:
                 t.authenticationKey = bytearray(ak)
                 t.dedicatedKey = bytearray(dk) if dk else None
             # the translator deciphers ded-*-responses with blockCipherKey, not dedicatedKey
-            t.blockCipherKey = bytearray(dk if outer in DED_RESPONSES else ek)
+            ded_rsp = outer in DED_RESPONSES and args.ded_workaround
+            t.blockCipherKey = bytearray(dk if ded_rsp else ek)
         try:
             xml = t.messageToXml(bytearray(data))
         except Exception as exc:  # noqa: BLE001 - count what the tool could not decode
@@ -351,8 +357,8 @@ def check_ours(man: dict[str, Any], extra: list[str]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
-def run_worker(name: str, man: dict[str, Any], limit: int | None, keys: bool = True
-               ) -> dict[str, Any]:
+def run_worker(name: str, man: dict[str, Any], limit: int | None, keys: bool = True,
+               ded_workaround: bool = True) -> dict[str, Any]:
     files = man["files"]
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tmp:
         result_path = tmp.name
@@ -363,6 +369,8 @@ def run_worker(name: str, man: dict[str, Any], limit: int | None, keys: bool = T
         cmd += ["--limit", str(limit)]
     if not keys:
         cmd.append("--no-keys")
+    if not ded_workaround:
+        cmd.append("--no-ded-workaround")
     res = measure(cmd)
     try:
         res["worker"] = json.loads(Path(result_path).read_text())
@@ -380,14 +388,15 @@ def row(tool: str, size: str, apdus: int, res: dict[str, Any], note: str = "",
             "apdus_per_s": apdus / secs if secs else 0.0, "us_per_apdu": secs / apdus * 1e6,
             "rss_mb": res["rss_mb"], "extrapolated": extrapolated, "note": note,
             "status": res.get("status", 0), "cpu_seconds": res.get("cpu_seconds"),
+            "timed_out": res.get("timed_out", False),
             "load_before": res.get("load_before")}
 
 
-def third_party(name: str, label: str, man: dict[str, Any], prefix: int, keys: bool = True
-                ) -> tuple[dict[str, Any], dict[str, Any]]:
+def third_party(name: str, label: str, man: dict[str, Any], prefix: int, keys: bool = True,
+                ded_workaround: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
     n = int(man["apdus"])
     limit = prefix if n > prefix else None
-    res = run_worker(name, man, limit, keys)
+    res = run_worker(name, man, limit, keys, ded_workaround)
     w = res.get("worker", {})
     done = int(w.get("stats", {}).get("apdus", 0)) or (limit or n)
     extrap = limit is not None
@@ -438,7 +447,8 @@ def table(rows: list[dict[str, Any]]) -> str:
         cpu_ratio = f"{g['cpu_seconds'] / cpu:.2f}x" if g and cpu and g.get("cpu_seconds") \
             else "-"
         star = "*" if r["extrapolated"] else ""
-        fail = f" (exit {r['status']})" if r["status"] else ""
+        fail = " (stopped)" if r.get("timed_out") else \
+            f" (exit {r['status']})" if r["status"] else ""
         lines.append(f"| {r['tool']}{fail} | {r['size']} | {r['apdus']:,} | "
                      f"{r['seconds']:.1f}{star} | {r['apdus_per_s']:,.0f} | "
                      f"{r['us_per_apdu']:.0f} | {r['rss_mb']:.0f} | {ratio} | "
@@ -502,6 +512,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--result", help=argparse.SUPPRESS)
     p.add_argument("--limit", type=int, help=argparse.SUPPRESS)
     p.add_argument("--no-keys", dest="keys", action="store_false", help=argparse.SUPPRESS)
+    p.add_argument("--no-ded-workaround", dest="ded_workaround", action="store_false",
+                   help="give Gurux's translator the global key for ded-*-responses too (as a "
+                        "user setting blockCipherKey once would): it then leaves them ciphered")
     args = p.parse_args(argv)
     if args.worker:
         return worker_main(args)
@@ -542,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
                     if res["timed_out"]:
                         done = int(res["lines"] or 0)
                         r = row(label, size, max(done, 1), res,
-                                f"stopped after {args.timeout:.0f} s: {done:,} of {n:,} "
+                                f"stopped after {args.timeout:g} s: {done:,} of {n:,} "
                                 "records written (rate over those)")
                         notes.append(f"{label} {size}: {r['note']}")
                     elif res["status"]:
@@ -551,7 +564,8 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(r)
                     print(table(rows[-1:]).splitlines()[-1], flush=True)
         if not args.skip_gurux:
-            r, res = third_party("gurux", "gurux", man, args.prefix)
+            r, res = third_party("gurux", "gurux", man, args.prefix,
+                                 ded_workaround=args.ded_workaround)
             rows.append(r)
             notes.append(f"gurux {size}: {describe_gurux(res)}"
                          + (f"; {r['note']}" if r["note"] else ""))

@@ -19,7 +19,8 @@ in input order. API:
 - `ModeEFramer(link)`: a serial stream that opens with a mode E sign-on: the request,
   identification and acknowledgement come out as `LinkFrame`s (packet `layers.iec62056_21`),
   the HDLC frames after an acknowledgement that selects HDLC as `Unit(frame, "hdlc", ...)`.
-  A chunk starting with ``/?`` between HDLC frames starts a new sign-on.
+  A chunk (serial read, record, line) that starts with a sign-on request ends the HDLC phase
+  and starts a new sign-on.
 """
 
 from __future__ import annotations
@@ -349,7 +350,7 @@ class ModeEFramer:
     def feed(self, data: bytes, frame_no: int = 0, time: float = 0.0) -> list[Event]:
         """Stream bytes carried by capture frame (or line, or serial read) `frame_no`."""
         out: list[Event] = []
-        if self.sign_on is None and data[:2] == b"/?" and not self.hdlc.buffered:
+        if self.sign_on is None and data[:2] == b"/?" and message_length(data) is not None:
             out.extend(self._hdlc_pieces(self.hdlc.flush()))
             self.sign_on = SignOnSplitter()
         if self.sign_on is None:

@@ -51,6 +51,7 @@ class DecipherResult:
     tag_verified: bool | None = None
     system_title: bytes | None = None
     packet: Any = None
+    is_apdu: bool = True
     findings: list[Finding] = field(default_factory=list)
 
     @property
@@ -270,8 +271,11 @@ class KeyContext:
             plain = _try(cand, sc, title, ic, payload)
             if plain is None and extra:
                 plain = _try(cand, sc, title, ic, payload, extra)
-            if plain is not None and (sc_authenticated(sc) or _plausible(plain) is not None):
+            seen = None if plain is None or sc_authenticated(sc) else _plausible(plain)
+            if plain is not None and (sc_authenticated(sc) or seen is not None):
                 res.plaintext, res.key_name = plain, cand.name
+                res.packet = seen[1] if seen is not None else None
+                res.is_apdu = seen is None or seen[1] is not None
                 res.tag_verified = True if sc_authenticated(sc) else None
                 return self._finish(env, res)
         if sc_authenticated(sc) and primary and all(c.ak is None for c in primary):
@@ -308,8 +312,10 @@ class KeyContext:
                 plain = keystream_decrypt(sc, cand.key, title, ic, payload)
             except CipherInputError:
                 continue
-            if _plausible(plain) is not None:
+            seen = _plausible(plain)
+            if seen is not None:
                 res.plaintext, res.key_name, res.tag_verified = plain, cand.name, None
+                res.packet, res.is_apdu = seen[1], seen[1] is not None
                 add_finding(env, "note", "security.tag-not-checked",
                             f"no authentication key for {cand.name}: deciphered, tag not checked")
                 return self._finish(env, res)
@@ -325,9 +331,11 @@ class KeyContext:
                 plain = keystream_decrypt(sc, cand.key, title, ic, payload)
             except CipherInputError:
                 continue
-            name = _plausible(plain)
-            if name is not None:
-                res.plaintext, res.key_name = plain, cand.name
+            seen = _plausible(plain)
+            if seen is not None:
+                name = seen[0]
+                res.plaintext, res.key_name, res.packet = plain, cand.name, seen[1]
+                res.is_apdu = seen[1] is not None
                 add_finding(env, "error", "security.tag-failed-ak-wrong",
                             f"tag failed, but {cand.name} deciphers to a well-formed {name}:"
                             " the AK or the AAD is wrong")
@@ -371,13 +379,14 @@ def _general_aad(env: Any) -> bytes:
     return b"".join(encode_length(len(p)) + p for p in parts)
 
 
-def _plausible(plaintext: bytes) -> str | None:
-    """What a keystream plaintext looks like when it makes sense: an APDU name, `DSMR telegram`
-    (an ASCII P1 telegram whose own CRC checks out), or None."""
-    if _well_formed(plaintext):
-        return getattr(APDU(plaintext), "apdu_name", "APDU")
+def _plausible(plaintext: bytes) -> tuple[str, Any] | None:
+    """What a keystream plaintext looks like when it makes sense: (APDU name, its dissection),
+    ("DSMR telegram ...", None) for an ASCII P1 telegram whose own CRC checks out, or None."""
+    pkt = _well_formed(plaintext)
+    if pkt is not None:
+        return pkt.apdu_name, pkt
     if _dsmr_crc_ok(plaintext):
-        return "DSMR telegram (its CRC checks out)"
+        return "DSMR telegram (its CRC checks out)", None
     return None
 
 
@@ -397,18 +406,19 @@ def _dsmr_crc_ok(text: bytes) -> bool:
         return False
 
 
-def _well_formed(plaintext: bytes) -> bool:
-    """True when the bytes dissect as a known APDU with no error finding and nothing left over."""
+def _well_formed(plaintext: bytes) -> Any:
+    """The dissected APDU when the bytes are a known APDU with no error finding and nothing
+    left over, else None."""
     if not plaintext:
-        return False
+        return None
     pkt = APDU(plaintext)
     if getattr(pkt, "apdu_name", "unknown") == "unknown":
-        return False
+        return None
     if any(f.severity == "error" for f in findings_of(pkt)):
-        return False
+        return None
     from scapy.packet import Padding, Raw
 
-    return not (pkt.haslayer(Raw) or pkt.haslayer(Padding))
+    return None if pkt.haslayer(Raw) or pkt.haslayer(Padding) else pkt
 
 
 def _enclosing_acse(pkt: Any) -> Any:

@@ -111,7 +111,7 @@ class CipheredAPDU(APDUBase):
         is dissected here (result.packet) and kept as `self.deciphered`."""
         result = ctx.decipher(self)
         if result is not None and getattr(result, "plaintext", None) is not None \
-                and getattr(result, "packet", None) is None:
+                and getattr(result, "packet", None) is None and getattr(result, "is_apdu", True):
             result.packet = APDU(result.plaintext)
         self.__dict__["deciphered"] = result
         return result
