@@ -52,6 +52,7 @@ class DecipherResult:
     system_title: bytes | None = None
     packet: Any = None
     is_apdu: bool = True
+    looks_like: str | None = None
     findings: list[Finding] = field(default_factory=list)
 
     @property
@@ -307,6 +308,34 @@ class KeyContext:
     def _without_ak(self, env: Any, res: DecipherResult, primary: list[Candidate], sc: int,
                     title: bytes, ic: int, payload: bytes) -> DecipherResult:
         """Authenticated APDU but no authentication key known: decipher, leave the tag unchecked."""
+        cand = self._keystream(res, primary, sc, title, ic, payload)
+        if cand is not None:
+            add_finding(env, "note", "security.tag-not-checked",
+                        f"no authentication key for {cand.name}: deciphered, tag not checked")
+            return self._finish(env, res)
+        add_finding(env, "error", "security.not-well-formed",
+                    "no authentication key, and no key deciphers to a well-formed APDU")
+        return res
+
+    def _keystream_fallback(self, env: Any, res: DecipherResult, primary: list[Candidate],
+                            sc: int, title: bytes, ic: int, payload: bytes) -> DecipherResult:
+        """Every tag failed: say whether the encryption key still gives a sensible plaintext."""
+        res.tag_verified = False
+        cand = self._keystream(res, primary, sc, title, ic, payload)
+        if cand is not None:
+            add_finding(env, "error", "security.tag-failed-ak-wrong",
+                        f"tag failed, but {cand.name} deciphers to a well-formed"
+                        f" {res.looks_like}: the AK or the AAD is wrong")
+            res.tag_verified = False
+            return self._finish(env, res)
+        add_finding(env, "error", "security.tag-failed",
+                    "tag verification failed: no key verified (tried every candidate key)")
+        return res
+
+    @staticmethod
+    def _keystream(res: DecipherResult, primary: list[Candidate], sc: int, title: bytes,
+                   ic: int, payload: bytes) -> Candidate | None:
+        """The first candidate whose keystream gives a plausible plaintext (kept in `res`)."""
         for cand in primary:
             try:
                 plain = keystream_decrypt(sc, cand.key, title, ic, payload)
@@ -316,33 +345,9 @@ class KeyContext:
             if seen is not None:
                 res.plaintext, res.key_name, res.tag_verified = plain, cand.name, None
                 res.packet, res.is_apdu = seen[1], seen[1] is not None
-                add_finding(env, "note", "security.tag-not-checked",
-                            f"no authentication key for {cand.name}: deciphered, tag not checked")
-                return self._finish(env, res)
-        add_finding(env, "error", "security.not-well-formed",
-                    "no authentication key, and no key deciphers to a well-formed APDU")
-        return res
-
-    def _keystream_fallback(self, env: Any, res: DecipherResult, primary: list[Candidate],
-                            sc: int, title: bytes, ic: int, payload: bytes) -> DecipherResult:
-        res.tag_verified = False
-        for cand in primary:
-            try:
-                plain = keystream_decrypt(sc, cand.key, title, ic, payload)
-            except CipherInputError:
-                continue
-            seen = _plausible(plain)
-            if seen is not None:
-                name = seen[0]
-                res.plaintext, res.key_name, res.packet = plain, cand.name, seen[1]
-                res.is_apdu = seen[1] is not None
-                add_finding(env, "error", "security.tag-failed-ak-wrong",
-                            f"tag failed, but {cand.name} deciphers to a well-formed {name}:"
-                            " the AK or the AAD is wrong")
-                return self._finish(env, res)
-        add_finding(env, "error", "security.tag-failed",
-                    "tag verification failed: no key verified (tried every candidate key)")
-        return res
+                res.looks_like = seen[0]
+                return cand
+        return None
 
     def _finish(self, env: Any, res: DecipherResult) -> DecipherResult:
         sc = env.ciphered.security_control
