@@ -162,18 +162,18 @@ def cmd_read(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_decode(args: argparse.Namespace, out: TextIO) -> int:
-    from .hexinput import parse_hex, units_from_line
+    from .hexinput import HexInput, parse_hex
 
     store = load_keys(args)
     lines = args.hex or [line for line in sys.stdin.read().splitlines() if line.strip()]
-    units = []
-    for n, line in enumerate(lines, 1):
-        units.extend(units_from_line(parse_hex(line), n))
+    data = [parse_hex(line) for line in lines]
     dis = Dissector(store)
+    feed = HexInput(dis)
 
     def records() -> Iterator[ApduRecord]:
-        for unit in units:
-            yield from dis.feed(unit)
+        for n, chunk in enumerate(data, 1):
+            yield from feed.line(chunk, n)
+        yield from feed.finish()
 
     _emit(out, args, _serial(dis, records(), _renderer(args)))
     return 0

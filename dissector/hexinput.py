@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 
-from .pipeline import Unit
+from collections.abc import Iterator
+
+from .model import ApduRecord
+from .pipeline import Dissector, Unit
 
 _JUNK = re.compile(r"0x|[\s:,;.\-]", re.IGNORECASE)
 
@@ -23,6 +26,65 @@ def parse_hex(text: str) -> bytes:
     except ValueError as exc:
         bad = next((c for c in clean if c not in "0123456789abcdefABCDEF"), "?")
         raise HexError(f"not hex: {bad!r} in {text.strip()[:40]!r}") from exc
+
+
+class HexInput:
+    """Pasted lines in order: HDLC, wrapper, M-Bus (segments joined across lines), IEC 61334-4-32
+    LLC, IEC 62056-21 sign-on messages, or bare APDUs. Link messages without an APDU come out
+    as records through the dissector."""
+
+    def __init__(self, dissector: Dissector) -> None:
+        from .linklayers import MbusFramer, ModeEFramer
+
+        self.dis = dissector
+        self.mbus = MbusFramer("input")
+        self.mode_e = ModeEFramer("input")
+
+    def line(self, data: bytes, line_no: int) -> Iterator[ApduRecord]:
+        from .linklayers import llc432_unit, looks_like_llc432, looks_like_mbus, looks_like_mode_e
+
+        if data[:1] != b"\x7e" and looks_like_mode_e(data):
+            yield from self._events(self.mode_e.feed(data, line_no))
+        elif data[:1] != b"\x7e" and looks_like_mbus(data):
+            yield from self._events(self.mbus.feed(data, line_no))
+        elif looks_like_llc432(data):
+            yield from self.dis.feed(llc432_unit(data, line_no))
+        else:
+            for unit in units_from_line(data, line_no):
+                yield from self.dis.feed(unit)
+
+    def finish(self) -> Iterator[ApduRecord]:
+        yield from self._events(self.mbus.flush() + self.mode_e.flush())
+
+    def _events(self, events: list) -> Iterator[ApduRecord]:
+        from layers.expert import Finding
+
+        from .framing import FramingNote
+        from .linklayers import LinkFrame
+
+        notes: list[Finding] = []
+        for ev in events:
+            if isinstance(ev, FramingNote):
+                notes.append(Finding(ev.severity, ev.code, ev.message))
+            elif isinstance(ev, LinkFrame):
+                kind = ev.kind if ev.kind != "mbus" else type(ev.packet).__name__
+                name = _link_record_name(kind)
+                yield self.dis.link_frame(ev.packet, name, ev.frames, ev.time,
+                                          "mbus" if name.startswith("mbus") else "mode-e",
+                                          ev.direction, ev.findings + notes)
+                notes = []
+            else:
+                ev.findings[:0] = notes
+                notes = []
+                yield from self.dis.feed(ev)
+        if notes:
+            self.dis.pending_notes.extend(notes)
+
+
+def _link_record_name(kind: str) -> str:
+    names = {"MBusAck": "mbus-ack", "MBusShortFrame": "mbus-short-frame",
+             "MBusLongFrame": "mbus-long-frame"}
+    return names.get(kind, f"mode-e-{kind}")
 
 
 def units_from_line(data: bytes, line_no: int) -> list[Unit]:

@@ -37,8 +37,9 @@ import shutil
 import socket
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
 from layers.crc import crc16
@@ -780,7 +781,7 @@ class SerialSniffer(_LiveSource):
 
 
 # -- TCP: shared consumer -----------------------------------------------------------------
-class _TcpSource(_LiveSource):
+class _TcpSource(_LiveSource, ABC):
     """Link-layer packets through the capture decoder, TCP reassembly and framing of `read`."""
 
     def __init__(self, dissection: LiveDissection | None, stop: threading.Event | None,
@@ -789,12 +790,17 @@ class _TcpSource(_LiveSource):
         super().__init__(dissection, stop, capture_path, linktype)
         self.ports: dict[int, str | None] = dict(ports or {})
 
+    @abstractmethod
+    def open(self) -> Any:
+        """Start capturing (sockets, capture file); `LiveError` when that fails."""
+
+    @abstractmethod
     def _producers(self) -> None:
-        raise NotImplementedError
+        """Start the threads that capture and queue packets."""
 
     def run(self, duration: float | None = None) -> None:
         if self.capture is None:
-            self.open()  # type: ignore[attr-defined]
+            self.open()
         self._producers()
         decoder = _Decoder(self.ports)  # type: ignore[arg-type]
 
@@ -1021,6 +1027,21 @@ class TcpTap(_TcpSource):
                    "side is closed too", synth.link)
 
 
+async def _reap(procs: list[Any]) -> None:
+    """Kill pyshark's processes and read their pipes to the end, so that every subprocess
+    transport is closed before its event loop is."""
+    for proc in procs:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(stream.read(), 2)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(proc.wait(), 2)
+
+
 # -- TCP: passive capture -----------------------------------------------------------------
 def tshark_path() -> str | None:
     """The tshark executable on PATH, or None."""
@@ -1055,7 +1076,7 @@ class PassiveSniffer(_TcpSource):
         self._open_capture()
 
     def _scapy_socket(self) -> tuple[Any, int]:
-        import scapy.arch  # noqa: F401  (sets conf.L2listen / conf.L2socket)
+        import scapy.arch  # sets conf.L2listen / conf.L2socket
         import scapy.layers.l2  # noqa: F401  (link-layer classes for the link type)
         from scapy.config import conf
         from scapy.error import Scapy_Exception
@@ -1134,20 +1155,24 @@ class PassiveSniffer(_TcpSource):
                 try:
                     self._tshark_packet(pkt)
                 except (AttributeError, KeyError, TypeError, ValueError) as exc:
+                    if not problems:
+                        self._note("warning", "sniff.unreadable",
+                                   f"tshark gave a packet that cannot be used ({exc}); such "
+                                   "packets are skipped")
                     problems.append(f"unreadable packet: {exc}")
 
             task = loop.create_task(cap.packets_from_tshark(packet))
+            procs: list[Any] = []
 
             async def watch() -> None:
                 while not self.stop_event.is_set() and not task.done():
+                    procs[:] = getattr(cap, "_running_processes", ())  # dumpcap, tshark
                     await asyncio.sleep(NET_POLL)
                 task.cancel()
 
             results = loop.run_until_complete(asyncio.gather(task, watch(),
                                                              return_exceptions=True))
-            with contextlib.suppress(Exception):
-                loop.run_until_complete(cap.close_async())
-            loop.run_until_complete(asyncio.sleep(NET_POLL))  # pipes of killed processes
+            loop.run_until_complete(_reap(procs))
             first = results[0]
             if isinstance(first, BaseException) and not isinstance(first,
                                                                    asyncio.CancelledError):
@@ -1159,6 +1184,7 @@ class PassiveSniffer(_TcpSource):
             loop.close()
 
     def _tshark_packet(self, pkt: Any) -> None:
+        """One pyshark packet (JSON with raw bytes) -> capture and queue."""
         data = bytes(pkt.get_raw_packet())
         first = str(pkt.frame_info.protocols).split(":")[0]
         linktype = _TSHARK_LINKTYPES.get(first)
@@ -1167,30 +1193,3 @@ class PassiveSniffer(_TcpSource):
         if linktype is None:
             raise ValueError(f"link layer {first!r} not supported")
         self._packet(data, float(pkt.sniff_timestamp), linktype)
-
-
-# -- helpers for the command line -----------------------------------------------------------
-def parse_endpoint(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
-    """`HOST:PORT`, `[V6]:PORT` or `PORT` -> (host, port)."""
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        host, port = default_host, text
-    host = host.strip("[]") or default_host
-    try:
-        number = int(port)
-    except ValueError:
-        raise ValueError(f"bad address {text!r}: expected HOST:PORT") from None
-    if not 0 <= number < 65536:
-        raise ValueError(f"bad address {text!r}: port out of range")
-    return host, number
-
-
-@dataclass
-class SniffSummary:
-    """What a finished live run did, for `--stats`."""
-
-    records: int = 0
-    bytes: int = 0
-    path: str | None = None
-    apdus: int = 0
-    extra: list[str] = field(default_factory=list)

@@ -36,11 +36,12 @@ class ApduRecord:
     frame_packets: list[Packet] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     response_time: float | None = None
+    name: str | None = None
 
     @property
     def apdu(self) -> str:
         """Green Book name of the APDU; `hdlc-snrm`, `hdlc-rr`, ... for frames without one."""
-        name = getattr(self.packet, "apdu_name", None)
+        name = self.name or getattr(self.packet, "apdu_name", None)
         if name:
             return name
         if isinstance(self.packet, HDLC):

@@ -58,6 +58,7 @@ class Dissector:
         self.hdlc = HdlcReassembler()
         self.blocks = BlockReassembler()
         self.hdlc_directions: dict[tuple[str, bytes, bytes], str] = {}
+        self.pending_notes: list[Finding] = []
         self.count = 0
 
     def context(self, link: str) -> KeyContext:
@@ -76,7 +77,7 @@ class Dissector:
 
     def finish(self) -> list[Finding]:
         """End of input: what never completed (HDLC segments, block transfers)."""
-        out = [Finding("warning", "hdlc.incomplete",
+        out = self.pending_notes + [Finding("warning", "hdlc.incomplete",
                        f"{k[0]}: segmented APDU never completed (frames"
                        f" {','.join(map(str, p.frames))})") for k, p in self.hdlc.pending.items()]
         out += [Finding("warning", "gbt.incomplete",
@@ -85,6 +86,7 @@ class Dissector:
                 for k, (_, p) in self.blocks.pending.items()]
         self.hdlc.pending.clear()
         self.blocks.pending.clear()
+        self.pending_notes = []
         return out
 
     # -- per transport ------------------------------------------------------------------
@@ -130,6 +132,14 @@ class Dissector:
         yield from self._apdu(unit, done.data, link, direction, [frame], "hdlc",
                               frames=sorted(set(done.frames) | set(unit.frames)))
 
+    def link_frame(self, packet: Packet, name: str, frames: list[int], time: float, link: str,
+                   direction: str, findings: list[Finding]) -> ApduRecord:
+        """A link-layer message without an APDU (M-Bus ACK, mode E sign-on): a record of its
+        own, named `name` (`mbus-ack`, `mode-e-identification`, ...)."""
+        self.count += 1
+        return ApduRecord(self.count, frames, time, link, direction, packet, "link",
+                          findings=list(findings), name=name)
+
     def _frame_only(self, unit: Unit, frame: Packet, link: str, direction: str) -> ApduRecord:
         """An HDLC frame with no APDU (SNRM, UA, RR, DISC, DM, FRMR): a record of its own."""
         self.count += 1
@@ -159,6 +169,8 @@ class Dissector:
         self.count += 1
         rec = ApduRecord(self.count, frames or unit.frames, unit.time, link, direction, pkt,
                          transport, frame_packets)
+        if direction == "unknown" and rec.inner() is not None:
+            rec.direction = direction_of_tag(bytes(rec.inner())[0])
         if transport == "raw":
             rec.findings.extend(unit.findings)
         self.tracker.observe(rec, st)

@@ -130,3 +130,23 @@ def test_jobs_output_equals_serial_output() -> None:
         assert main(["read", str(capture), "--json", "--stats"], one) == 0
         assert main(["read", str(capture), "--json", "--stats", "--jobs", "2"], two) == 0
         assert one.getvalue() == two.getvalue() and one.getvalue().count("\n") > 50
+
+
+def test_decode_mbus_and_mode_e_lines() -> None:
+    """M-Bus frames and an IEC 62056-21 sign-on pasted as hex lines (issue: more link layers)."""
+    from conftest import corpus_path
+
+    items = json.loads(corpus_path("manifest.json").read_text())["items"]
+    item = next(i for i in items if i["id"] == "item008")
+    out = io.StringIO()
+    assert main(["decode", "--json", item["hex"], "--ek", "101112131415161718191A1B1C1D1E1F"],
+                out) == 0
+    (row,) = [json.loads(x) for x in out.getvalue().splitlines()]
+    assert row["inner"] == "data-notification" and row["direction"] == "server->client"
+    assert row["plaintext"] == item["plaintext_hex"].upper()
+    out = io.StringIO()
+    lines = [b"/?!\r\n".hex(), b"/XYZ5\\2METER-0001\r\n".hex(), b"\x06252\r\n".hex(),
+             "7EA00802232193BD647E"]
+    assert main(["decode", "--json", *lines], out) == 0
+    assert [json.loads(x)["apdu"] for x in out.getvalue().splitlines()] == [
+        "mode-e-sign-on", "mode-e-identification", "mode-e-acknowledge", "hdlc-snrm"]

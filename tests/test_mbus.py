@@ -366,7 +366,8 @@ def test_hypothesis_build_split_join(apdu: bytes, control: int, address: int, st
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.binary(max_size=300), st.sampled_from([b"", b"\x68", b"\x10", b"\xe5", b"\x68\x05\x05\x68"]))
+@given(st.binary(max_size=300),
+       st.sampled_from([b"", b"\x68", b"\x10", b"\xe5", b"\x68\x05\x05\x68"]))
 def test_hypothesis_random_bytes_never_raise(data: bytes, prefix: bytes) -> None:
     wire = prefix + data
     if wire:
