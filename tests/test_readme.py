@@ -15,7 +15,7 @@ def test_python_examples_run() -> None:
     blocks = re.findall(r"```python\n(.*?)```", README, re.DOTALL)
     assert len(blocks) >= 2
     for block in blocks:
-        exec(compile(block, "README.md", "exec"), {})  # noqa: S102 - the README's own examples
+        exec(compile(block, "README.md", "exec"), {})
 
 
 def test_main_job_command_runs() -> None:
