@@ -34,6 +34,7 @@ import random
 import select
 import selectors
 import shutil
+import signal
 import socket
 import threading
 import time
@@ -56,6 +57,14 @@ from .pipeline import Dissector, Unit
 from .records import CLIENT_TO_SERVER, SERVER_TO_CLIENT, UNKNOWN, Direction, LinkEvent, Note
 from .sources import LINKTYPE_USER0, SERIAL_LINK, _Decoder
 from .stream import Pdu, hdlc_direction, pdus_from_records
+
+try:
+    import termios
+
+    #: What pyserial raises when a port fails or refuses settings.
+    PORT_ERRORS: tuple[type[Exception], ...] = (OSError, ValueError, termios.error)
+except ImportError:  # not POSIX
+    PORT_ERRORS = (OSError, ValueError)
 
 LINKTYPE_RAW = 101
 #: pcapng EPB direction flags as `read` interprets them on a serial link (taken at the client).
@@ -404,7 +413,7 @@ def open_serial(url: str, settings: SerialSettings) -> Any:
         return serial.serial_for_url(url, baudrate=settings.baud, bytesize=settings.bytesize,
                                      parity=settings.parity, stopbits=settings.stopbits,
                                      timeout=POLL)
-    except (OSError, ValueError) as exc:
+    except PORT_ERRORS as exc:
         raise LiveError(f"cannot open {url}: {exc}") from None
 
 
@@ -481,7 +490,7 @@ class _PortReader:
                                f"reading at {self.settings}")
                 try:
                     self._pump()
-                except OSError as exc:
+                except PORT_ERRORS as exc:
                     lost_at = time.monotonic()
                     self._note("warning", "serial.disconnected",
                                f"{self.url}: {' '.join(str(exc).split())}; reopening with "
@@ -501,7 +510,6 @@ class _PortReader:
 
     def _pump(self) -> None:
         """Read until stopped; raise OSError when the port goes away."""
-        port = self.port
         stop = self.source.stop_event
         buf = bytearray()
         first = 0.0  # arrival (wall clock) of buf[0]
@@ -509,7 +517,8 @@ class _PortReader:
         active = after_flag = False
         try:
             while not stop.is_set():
-                self._apply_pending(buf, first)
+                self._apply_pending(buf, first)  # may reopen the port
+                port = self.port
                 chunk = port.read(port.in_waiting or 1)
                 now = time.monotonic()
                 if chunk:
@@ -549,16 +558,23 @@ class _PortReader:
             return
         self._emit(bytes(buf), first)  # bytes read at the old speed stay one record
         buf.clear()
-        try:
-            self.port.apply_settings({"baudrate": settings.baud, "bytesize": settings.bytesize,
-                                      "parity": settings.parity, "stopbits": settings.stopbits})
-        except (OSError, ValueError) as exc:
+        refused = []
+        for name, value in (("baudrate", settings.baud), ("bytesize", settings.bytesize),
+                            ("parity", settings.parity), ("stopbits", settings.stopbits)):
+            if getattr(self.port, name) == value:
+                continue
+            try:
+                setattr(self.port, name, value)
+            except PORT_ERRORS as exc:
+                refused.append(f"{name} {value} ({' '.join(str(exc).split())})")
+        if refused and refused[0].startswith("baudrate"):
             self._note("warning", "serial.settings-failed",
-                       f"{self.url}: cannot switch to {settings} ({exc}); still reading at "
-                       f"{self.settings}")
+                       f"{self.url}: the adapter refuses {settings}: {', '.join(refused)}; "
+                       f"the line is read at {self.settings} as before")
             return
         self.settings = settings
-        self._note("note", "serial.settings", f"{self.url}: now reading at {settings}")
+        refusal = f" (the adapter kept its own {', '.join(refused)})" if refused else ""
+        self._note("note", "serial.settings", f"{self.url}: now reading at {settings}{refusal}")
 
 
 class SerialChannel:
@@ -1027,19 +1043,19 @@ class TcpTap(_TcpSource):
                    "side is closed too", synth.link)
 
 
-async def _reap(procs: list[Any]) -> None:
-    """Kill pyshark's processes and read their pipes to the end, so that every subprocess
-    transport is closed before its event loop is."""
+async def _terminate(procs: list[Any]) -> None:
+    """Stop pyshark's dumpcap and tshark with SIGTERM (tshark then stops the dumpcap it runs
+    itself; SIGKILL would orphan it) and wait for them; SIGKILL only if they hang."""
     for proc in procs:
         if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+    for proc in procs:
+        try:
+            await asyncio.wait_for(proc.wait(), 3)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
                 proc.kill()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(stream.read(), 2)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(proc.wait(), 2)
 
 
 # -- TCP: passive capture -----------------------------------------------------------------
@@ -1168,11 +1184,12 @@ class PassiveSniffer(_TcpSource):
                 while not self.stop_event.is_set() and not task.done():
                     procs[:] = getattr(cap, "_running_processes", ())  # dumpcap, tshark
                     await asyncio.sleep(NET_POLL)
+                await _terminate(procs)
                 task.cancel()
 
             results = loop.run_until_complete(asyncio.gather(task, watch(),
                                                              return_exceptions=True))
-            loop.run_until_complete(_reap(procs))
+            loop.run_until_complete(asyncio.sleep(NET_POLL))  # pipe transports close
             first = results[0]
             if isinstance(first, BaseException) and not isinstance(first,
                                                                    asyncio.CancelledError):
@@ -1193,3 +1210,24 @@ class PassiveSniffer(_TcpSource):
         if linktype is None:
             raise ValueError(f"link layer {first!r} not supported")
         self._packet(data, float(pkt.sniff_timestamp), linktype)
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGINT and SIGTERM set `stop` (the capture file is closed and `--stats` printed); a
+    second SIGINT interrupts at once. Outside the main thread, nothing is installed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)

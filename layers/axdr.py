@@ -725,7 +725,7 @@ DataFloat64 = _simple(24, IEEEDoubleField("value", 0.0), "float64: IEEE 754 doub
 class _DateTimeData(Data):
     def to_python(self) -> Any:
         value = self.getfieldval("value")
-        return None if isinstance(value, RawVal) else date_time_value(value)
+        return date_time_value(value) if isinstance(value, bytes) else None
 
 
 @_register

@@ -39,6 +39,10 @@ class DLMSPacket(Packet):
             try:
                 s, value = fld.getfield(self, s)
             except Exception as exc:  # noqa: BLE001 - a decoding failure becomes a finding
+                if isinstance(s, tuple):
+                    # inside a group of bit fields Scapy passes (bytes, bits used): the byte
+                    # being split stays with the undecoded rest
+                    s = s[0]
                 add_finding(self, "error", "malformed.field",
                             f"{self.name}: cannot decode '{fld.name}' from {len(s)} remaining"
                             f" byte(s) ({exc.__class__.__name__})")

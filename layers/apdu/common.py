@@ -265,6 +265,12 @@ class EnumListField(FieldListField):
         _check_count(pkt, self.name, self.count_from(pkt), len(lst))
         return remain, lst
 
+    def i2repr(self, pkt: Packet, x: Any) -> Any:
+        # writers that walk a list value call this once per element, too
+        if isinstance(x, list):
+            return super().i2repr(pkt, x)
+        return self.field.i2repr(pkt, x)
+
 
 def sequence_of(name: str, cls: Any) -> list[Field]:
     """An A-XDR `SEQUENCE OF` structure: `<name>_count`, then the elements."""

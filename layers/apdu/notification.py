@@ -3,10 +3,15 @@ data-notification-confirm (10) (notes §3.6)."""
 
 from __future__ import annotations
 
-from scapy.fields import ByteEnumField
+from typing import Any
 
-from ..axdr import CosemAttributeDescriptor
+from scapy.fields import ByteEnumField, PacketListField, XByteField
+from scapy.packet import Packet
+
+from ..axdr import CosemAttributeDescriptor, Data, DataField
+from ..expert import add_finding, findings_of
 from ..fields import VarLenField
+from ..packet import DLMSElement
 from .base import TAG_NAMES, APDUBase, register
 from .common import (
     DataValueField,
@@ -56,6 +61,50 @@ class EventNotificationRequest(APDUBase):
                 f"{summarize_data(self.attribute_value)}")
 
 
+class DescribedValue(DLMSElement):
+    """`02 02` + an untagged Cosem-Attribute-Descriptor + the attribute's Data value."""
+
+    name = "described value"
+    fields_desc = [XByteField("structure_tag", 0x02), XByteField("structure_count", 0x02),
+                   DescriptorField("cosem_attribute_descriptor", CosemAttributeDescriptor),
+                   DataField("value")]
+
+
+class DescribedPushBody(DLMSElement):
+    """A vendor push body (seen from Sagemcom XT211 and the Czech EGD profile): structure
+    {enum, array of structure {attribute descriptor without type tags, value}}. Not A-XDR Data:
+    the descriptors carry no type tags, so a standard decoder stops at them."""
+
+    name = "push body with untagged attribute descriptors"
+    fields_desc = [XByteField("structure_tag", 0x02), XByteField("structure_count", 0x02),
+                   DataField("push_type"), XByteField("array_tag", 0x01),
+                   VarLenField("count", None, count_of="values"),
+                   PacketListField("values", [], DescribedValue, count_from=lambda p: p.count)]
+
+
+class NotificationBodyField(DataValueField):
+    """The notification body: one Data, or the described-value vendor form when standard A-XDR
+    fails on it and that form decodes the whole body cleanly."""
+
+    def getfield(self, pkt: Packet, s: bytes) -> tuple[bytes, Any]:
+        rest, value = super().getfield(pkt, s)
+        if s[:2] == b"\x02\x02" and _has_error(value):
+            alt = DescribedPushBody(s)
+            if not _has_error(alt) and not alt.payload:
+                add_finding(pkt, "note", "push.described-values",
+                            "notification body uses untagged attribute descriptors (a vendor"
+                            " push format, not A-XDR): decoded as such")
+                return b"", alt
+        return rest, value
+
+    def m2i(self, pkt: Packet, m: bytes) -> Packet:
+        return Data(m, _parent=pkt)
+
+
+def _has_error(p: Packet) -> bool:
+    return any(f.severity == "error" for f in findings_of(p))
+
+
 @register
 class DataNotification(APDUBase):
     """Data-Notification: long-invoke-id-and-priority, date-time OCTET STRING (`00` if absent),
@@ -67,13 +116,15 @@ class DataNotification(APDUBase):
         ByteEnumField("tag", DATA_NOTIFICATION, TAG_NAMES),
         LongInvokeIdAndPriorityField(),
         *date_time(),
-        DataValueField("notification_body"),
+        NotificationBodyField("notification_body"),
     ]
 
     def mysummary(self) -> str:
         ident = split_long_invoke_id_and_priority(self.long_invoke_id_and_priority or 0)
-        return (f"data-notification id {ident['long_invoke_id']}{_when(self.date_time)}: "
-                f"{summarize_data(self.notification_body)}")
+        body = self.notification_body
+        shown = (f"{len(body.values)} described values" if isinstance(body, DescribedPushBody)
+                 else summarize_data(body))
+        return f"data-notification id {ident['long_invoke_id']}{_when(self.date_time)}: {shown}"
 
 
 @register

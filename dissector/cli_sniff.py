@@ -1,0 +1,167 @@
+"""`dlms-dissect sniff serial|tcp` and `dlms-dissect extcap`: live capture on the command line.
+
+`add_sniff_commands(sub, key_options, output_options)` adds the parsers to the `dlms-dissect`
+subcommands; `run_sniff(args, out)` runs one (`args.command` is "sniff" or "extcap").
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from . import extcap
+from .live import (
+    LiveDissection,
+    LiveError,
+    LiveOutput,
+    PassiveSniffer,
+    SerialSettings,
+    SerialSniffer,
+    TcpTap,
+    stop_on_signals,
+)
+from .tcp import DLMS_PORT
+
+COMMANDS = ("sniff", "extcap")
+
+Options = Callable[[argparse.ArgumentParser], None]
+
+
+def _common(p: argparse.ArgumentParser, key_options: Options, output_options: Options) -> None:
+    output_options(p)
+    p.add_argument("-Y", dest="display_filter", metavar="FILTER",
+                   help="display filter on JSON fields (as for read)")
+    p.add_argument("-w", dest="write", metavar="OUT.pcapng",
+                   help="write every received byte here first (serial: link type 147 with "
+                        "direction flags; TCP: as captured)")
+    p.add_argument("--stats", action="store_true",
+                   help="per-association statistics when stopped (Ctrl-C)")
+    p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
+    key_options(p)
+
+
+def add_sniff_commands(subparsers: Any, key_options: Options, output_options: Options) -> None:
+    """Add `sniff serial`, `sniff tcp` and `extcap` to the `dlms-dissect` subcommands."""
+    sniff = subparsers.add_parser("sniff", help="dissect live traffic: serial taps, a TCP tap "
+                                                "or an interface")
+    ssub = sniff.add_subparsers(dest="sniff_command", required=True)
+    ser = ssub.add_parser("serial", help="one port (half-duplex bus) or two (Y-tap)")
+    ser.add_argument("port", help="serial device or pyserial URL; with two ports, the one on "
+                                  "the client's transmit line")
+    ser.add_argument("port2", nargs="?", help="second port: the one on the meter's line")
+    ser.add_argument("--baud", type=int, default=9600, help="default 9600")
+    ser.add_argument("--bytesize", "--data-bits", type=int, choices=(5, 6, 7, 8), default=8)
+    ser.add_argument("--parity", type=str.upper, choices=("N", "E", "O", "M", "S"), default="N")
+    ser.add_argument("--stopbits", type=float, choices=(1, 1.5, 2), default=1)
+    ser.add_argument("--gap", type=float, metavar="SECONDS",
+                     help="silence that ends a record and cuts an open frame (default: 10 "
+                          "character times, at least 0.05 s)")
+    ser.add_argument("--sign-on", action="store_true",
+                     help="start at 300 Bd 7E1 for IEC 62056-21 sign-on; back there after DISC")
+    _common(ser, key_options, output_options)
+    tcp = ssub.add_parser("tcp", help="passive capture on an interface, or an active tap "
+                                      "between client and meter")
+    where = tcp.add_mutually_exclusive_group(required=True)
+    where.add_argument("--iface", metavar="IF", help="capture on this interface")
+    where.add_argument("--listen", metavar="HOST:PORT", help="tap: accept clients here ...")
+    tcp.add_argument("--forward", metavar="HOST:PORT", help="... and relay them to the meter")
+    tcp.add_argument("--port", action="append", default=[], metavar="N[:wrapper|hdlc]",
+                     help=f"DLMS port (default {DLMS_PORT}; repeatable)")
+    tcp.add_argument("--filter", dest="bpf", metavar="BPF",
+                     help="capture filter (default: tcp port N for each --port)")
+    tcp.add_argument("--engine", choices=("scapy", "tshark"), default="scapy",
+                     help="passive capture through Scapy (default) or tshark (pyshark)")
+    tcp.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
+                     help="tap: how long to retry reaching the meter (default 10)")
+    _common(tcp, key_options, output_options)
+    ext = subparsers.add_parser("extcap", help="Wireshark extcap interface 'DLMS serial tap'")
+    extcap.add_arguments(ext)
+
+
+def parse_endpoint(text: str, default_host: str | None = None) -> tuple[str, int]:
+    """`HOST:PORT` or `[V6]:PORT` (or `PORT` with a default host) -> (host, port)."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host:
+        if default_host is None:
+            raise ValueError(f"bad address {text!r}: expected HOST:PORT")
+        host, port = default_host, port or text
+    try:
+        number = int(port)
+    except ValueError:
+        raise ValueError(f"bad address {text!r}: expected HOST:PORT") from None
+    if not 0 <= number < 65536:
+        raise ValueError(f"bad address {text!r}: port out of range")
+    return host, number
+
+
+def dlms_ports(specs: list[str]) -> dict[int, str | None]:
+    """`--port` values (`4059`, `4061:wrapper`) -> {port: transport or None to detect}."""
+    from .framing import parse_port_spec
+
+    ports: dict[int, str | None] = {}
+    for spec in specs or [str(DLMS_PORT)]:
+        if ":" in spec:
+            port, transport = parse_port_spec(spec)
+            ports[port] = transport
+        else:
+            if not spec.isdigit() or not 0 < int(spec) < 65536:
+                raise ValueError(f"bad port {spec!r}: expected 1-65535 or N:wrapper|hdlc")
+            ports[int(spec)] = None
+    return ports
+
+
+def make_source(args: argparse.Namespace, dissection: LiveDissection | None,
+                stop: threading.Event) -> SerialSniffer | TcpTap | PassiveSniffer:
+    """The live source the arguments describe (not opened yet)."""
+    if args.sniff_command == "serial":
+        settings = SerialSettings(args.baud, args.bytesize, args.parity, args.stopbits, args.gap)
+        ports = [args.port] + ([args.port2] if args.port2 else [])
+        return SerialSniffer(ports, settings, dissection=dissection, capture_path=args.write,
+                             sign_on=args.sign_on, stop=stop)
+    ports = dlms_ports(args.port)
+    if args.listen:
+        if not args.forward:
+            raise LiveError("--listen needs --forward HOST:PORT (the meter)")
+        return TcpTap(parse_endpoint(args.listen, "0.0.0.0"), parse_endpoint(args.forward),
+                      dissection=dissection, capture_path=args.write, ports=ports, stop=stop,
+                      connect_timeout=args.connect_timeout)
+    if args.forward:
+        raise LiveError("--forward goes with --listen (the tap); --iface captures passively")
+    bpf = args.bpf or " or ".join(f"tcp port {p}" for p in ports)
+    return PassiveSniffer(args.iface, bpf, engine=args.engine, dissection=dissection,
+                          capture_path=args.write, ports=ports, stop=stop)
+
+
+def run_sniff(args: argparse.Namespace, out: TextIO) -> int:
+    """Run `sniff serial`, `sniff tcp` or `extcap` until Ctrl-C (or `--duration`)."""
+    if args.command == "extcap":
+        return extcap.run(args, out)
+    from .capture import association_stats, stats_text
+    from .cli import load_keys
+    from .display_filter import compile_filter
+    from .pipeline import Dissector
+
+    dis = Dissector(load_keys(args))
+    mode = "json" if args.json else "tree" if args.verbose else "summary"
+    keep = compile_filter(args.display_filter) if args.display_filter else None
+    stop = threading.Event()
+    try:
+        source = make_source(args, LiveDissection(dis, LiveOutput(out, mode, keep)), stop)
+        source.open()
+    except LiveError as exc:
+        sys.stderr.write(f"dlms-dissect: {exc}\n")
+        return 2
+    sys.stderr.write(f"dlms-dissect: {source.describe()}; Ctrl-C to stop\n")
+    sys.stderr.flush()
+    with stop_on_signals(stop):
+        source.run(args.duration)
+    if source.capture is not None:
+        sys.stderr.write(f"dlms-dissect: stopped; {source.capture.describe()}\n")
+    if args.stats:
+        out.write(stats_text(association_stats(dis)))
+        out.flush()
+    return 0
