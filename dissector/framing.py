@@ -435,6 +435,119 @@ def find_start(data: bytes) -> tuple[int, Transport] | None:
     return None
 
 
+def _start_at(data: bytes | bytearray, p: int, n: int) -> tuple[str, int]:
+    """What `find_start` decides at offset `p` of `data[:n]`: ("hdlc" | "wrapper", 0) when a
+    PDU starts there, ("no", 0) when none can, ("wait", m) when it depends on bytes not yet
+    there (nothing can change before `m` bytes are present)."""
+    b = data[p]
+    if b == FLAG:
+        state, length, hcs_ok, fcs_ok = _check_hdlc(data, p, n)
+        if state == "frame":
+            return ("hdlc", 0) if fcs_ok or hcs_ok else ("no", 0)
+        if state == "wait":
+            return "wait", (p + length + 2 if p + 3 <= n else p + 3)
+        return "no", 0
+    if b != 0:
+        return "no", 0
+    if p + 1 >= n:
+        return "wait", p + 2
+    if data[p + 1] != 1:
+        return "no", 0
+    if p + WRAPPER_HEADER_LEN >= n:
+        return "wait", p + WRAPPER_HEADER_LEN + 1
+    if not _plausible_wrapper(data, p, n):
+        return "no", 0
+    end = p + WRAPPER_HEADER_LEN + (data[p + 6] << 8 | data[p + 7])
+    if end == n or (end + 1 < n and data[end : end + 2] == WRAPPER_VERSION):
+        return "wrapper", 0
+    if end + 1 < n:
+        return "no", 0
+    # the PDU ends at or just before the end of the bytes: a later record decides
+    return "wait", (end if n < end else end + 2)
+
+
+class StartFinder:
+    """`find_start` over a growing stream, in time linear in its length.
+
+    `feed(data)` appends bytes and returns what `find_start` would return for every byte fed
+    since the last `drop` (offsets count from the first byte ever fed), without scanning a byte
+    twice: offsets that cannot start a PDU are ruled out once; those that wait for more bytes
+    are looked at again only when enough bytes are there to decide.
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._base = 0  # stream offset of _buf[0]
+        self._scanned = 0  # stream offset of the first byte not looked at yet
+        self._waiting: list[tuple[int, int]] = []  # heap of (bytes needed, stream offset)
+
+    @property
+    def held(self) -> int:
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> tuple[int, Transport] | None:
+        import heapq
+
+        self._buf += data
+        buf, base = self._buf, self._base
+        n = len(buf)
+        end = base + n
+        found: list[tuple[int, Transport]] = []
+        ready = []
+        while self._waiting and self._waiting[0][0] <= end:
+            ready.append(heapq.heappop(self._waiting)[1])
+        for offset in sorted(ready):
+            kind, need = _start_at(buf, offset - base, n)
+            if kind == "wait":
+                heapq.heappush(self._waiting, (need, offset))
+            elif kind != "no":
+                found.append((offset, cast(Transport, kind)))
+                break
+        # a start below the scan frontier wins; otherwise scan the new bytes
+        p = self._scanned - base
+        while p < n and not (found and found[0][0] < base + p):
+            b = buf[p]
+            if b == FLAG or b == 0:
+                kind, need = _start_at(buf, p, n)
+                if kind == "wait":
+                    heapq.heappush(self._waiting, (need, base + p))
+                elif kind != "no":
+                    found.append((base + p, cast(Transport, kind)))
+                    break
+                p += 1
+            else:
+                q = _next_candidate(buf, p + 1)
+                p = n if q < 0 else q
+        self._scanned = base + min(p, n)
+        if not found:
+            return None
+        return min(found)
+
+    def drop(self, offset: int) -> None:
+        """Forget the bytes before stream offset `offset` (no PDU can start there any more)."""
+        cut = min(offset - self._base, len(self._buf))
+        if cut <= 0:
+            return
+        del self._buf[:cut]
+        self._base += cut
+        self._scanned = max(self._scanned, self._base)
+        self._waiting = [w for w in self._waiting if w[1] >= self._base]
+        import heapq
+
+        heapq.heapify(self._waiting)
+
+
+def _next_candidate(buf: bytes | bytearray, p: int) -> int:
+    """Offset of the next 7E or 00 byte at or after `p`, or -1."""
+    a = buf.find(FLAG, p)
+    b = buf.find(0, p)
+    if a < 0:
+        return b
+    if b < 0:
+        return a
+    return min(a, b)
+
+
 def split_hdlc_frames(data: bytes) -> list[bytes]:
     """The complete HDLC frames (flag to flag) in `data`, e.g. a pasted hex line holding
     several frames; bytes between frames are dropped. Empty if no frame is found."""

@@ -46,7 +46,14 @@ from typing import Any, TextIO
 from layers.crc import crc16
 from layers.expert import Finding
 from layers.hdlc import control_kind
-from layers.iec62056_21 import ModeE, ModeEAck, baud_rate, describe_mode_e, message_length
+from layers.iec62056_21 import (
+    ACK,
+    ModeE,
+    ModeEAck,
+    baud_rate,
+    describe_mode_e,
+    message_length,
+)
 
 from .capture import Close, feed
 from .framing import FLAG, FramingNote, HdlcSplitter, Piece
@@ -54,7 +61,15 @@ from .linklayers import LinkFrame
 from .model import ApduRecord
 from .output import Writer
 from .pipeline import Dissector, Unit
-from .records import CLIENT_TO_SERVER, SERVER_TO_CLIENT, UNKNOWN, Direction, LinkEvent, Note
+from .records import (
+    CLIENT_TO_SERVER,
+    SERVER_TO_CLIENT,
+    UNKNOWN,
+    Direction,
+    LinkEvent,
+    Note,
+    Severity,
+)
 from .sources import LINKTYPE_USER0, SERIAL_LINK, _Decoder
 from .stream import Pdu, hdlc_direction, pdus_from_records
 
@@ -66,6 +81,7 @@ try:
 except ImportError:  # not POSIX
     PORT_ERRORS = (OSError, ValueError)
 
+LINKTYPE_ETHERNET = 1
 LINKTYPE_RAW = 101
 #: pcapng EPB direction flags as `read` interprets them on a serial link (taken at the client).
 PCAPNG_FLAGS: dict[str, int] = {CLIENT_TO_SERVER: 2, SERVER_TO_CLIENT: 1}
@@ -76,7 +92,6 @@ MAX_SEGMENT = 32768  # payload per synthesised TCP segment
 RECV_SIZE = 65536
 #: Finding codes of the live machinery: printed at once, not attached to the next APDU.
 LIVE_CODES = ("serial.", "tap.", "sniff.")
-ACK = 0x06
 _SIGN_ON_STARTS = (ord("/"), ACK)
 _SIGN_ON_DIRECTIONS: dict[str, Direction] = {"sign-on": CLIENT_TO_SERVER,
                                              "acknowledge": CLIENT_TO_SERVER,
@@ -122,6 +137,7 @@ class RawCapture:
         self.path = path
         self.count = 0
         self.bytes = 0
+        self._linktype = linktype
         self._sink = sink
         self._lock = threading.Lock()
         self._writer: Any = None
@@ -178,6 +194,8 @@ class RawCapture:
         with self._lock:
             if self._writer is not None:
                 with contextlib.suppress(OSError):
+                    if not self._ifaces:  # nothing captured: still a valid file
+                        self._header(self._linktype or LINKTYPE_ETHERNET)
                     self._writer.close()
                 self._writer = None
 
@@ -331,15 +349,14 @@ class _LiveSource:
     def _open_capture(self) -> None:
         self.capture = RawCapture(self.capture_path, self.linktype, self.queue.put)
 
-    def _note(self, severity: str, code: str, message: str, link: str = "",
+    def _note(self, severity: Severity, code: str, message: str, link: str = "",
               direction: Direction = UNKNOWN) -> None:
         frame_no = self.capture.count if self.capture is not None else 0
-        self.queue.put(Note(frame_no, time.time(), link, severity, code, message,  # type: ignore[arg-type]
-                            direction))
+        self.queue.put(Note(frame_no, time.time(), link, severity, code, message, direction))
 
     def _spawn(self, target: Callable[..., None], *args: Any) -> None:
         thread = threading.Thread(target=self._guard, args=(target, *args), daemon=True)
-        self.threads.append(thread)
+        self.threads = [*(t for t in self.threads if t.is_alive()), thread]
         thread.start()
 
     def _guard(self, target: Callable[..., None], *args: Any) -> None:
@@ -505,7 +522,7 @@ class _PortReader:
                 self.port.close()
             self.port = None
 
-    def _note(self, severity: str, code: str, message: str) -> None:
+    def _note(self, severity: Severity, code: str, message: str) -> None:
         self.source._note(severity, code, message, SERIAL_LINK, self.direction)
 
     def _pump(self) -> None:
@@ -517,7 +534,7 @@ class _PortReader:
         active = after_flag = False
         try:
             while not stop.is_set():
-                self._apply_pending(buf, first)  # may reopen the port
+                self._apply_pending(buf, first)
                 port = self.port
                 chunk = port.read(port.in_waiting or 1)
                 now = time.monotonic()
@@ -536,7 +553,7 @@ class _PortReader:
                 elif active and now - last >= self.settings.silence():
                     self._emit(bytes(buf), first)
                     buf.clear()
-                    active = after_flag = False
+                    active = False
                     self.source.queue.put(_Silence(self.index))
         finally:
             self._emit(bytes(buf), first)
@@ -594,10 +611,10 @@ class SerialChannel:
     def feed(self, data: bytes, frame_no: int, when: float
              ) -> list[Piece | FramingNote | LinkFrame]:
         out: list[Piece | FramingNote | LinkFrame] = []
-        frames = [frame_no]
+        frames, started = [frame_no], when  # of a sign-on line beginning in this data
         if self._text:
-            data, frames, when = self._text + data, [*self._text_frames, frame_no], \
-                self._text_time
+            data, frames, started = (self._text + data, [*self._text_frames, frame_no],
+                                     self._text_time)
             self._text = b""
         pos, n = 0, len(data)
         while pos < n:
@@ -609,10 +626,11 @@ class SerialChannel:
                 continue
             length = message_length(data, pos) if self._idle else None
             if length == 0:
-                self._text, self._text_frames, self._text_time = data[pos:], frames, when
+                self._text, self._text_frames, self._text_time = data[pos:], frames, started
                 break
             if length:
-                out.append(self._sign_on(data[pos:pos + length], frames, when))
+                out.append(self._sign_on(data[pos:pos + length], frames, started))
+                frames, started = [frame_no], when
                 pos += length
                 continue
             self._feed_hdlc(data[pos:pos + 1], frame_no, when, out)

@@ -17,8 +17,8 @@ from .framing import (
     HdlcSplitter,
     Piece,
     Transport,
+    StartFinder,
     WrapperSplitter,
-    find_start,
     new_splitter,
     strip_llc_432,
 )
@@ -122,6 +122,7 @@ class _Channel:
         self.probe: list[Record] = []
         self.probe_size = 0
         self.probe_dropped = 0
+        self.finder: StartFinder | None = None
         self.comments: dict[int, str] = {}
         self.learned: dict[tuple[bytes, bytes], Direction] = {}
         if transport:
@@ -152,6 +153,7 @@ class _Channel:
                        f"{self.probe_size + self.probe_dropped} byte(s) on a DLMS port without "
                        "HDLC or wrapper framing", self.direction)
             self.probe.clear()
+            self.finder = None
 
     def interrupt(self) -> Iterator[Pdu | Note]:
         if self.splitter is not None:
@@ -159,20 +161,24 @@ class _Channel:
 
     def _probe(self, record: Record) -> Iterator[Pdu | Note]:
         """Look for the framing of a stream whose transport is unknown (a capture that starts
-        in the middle of a PDU, or a DLMS port without a hint)."""
+        in the middle of a PDU, or a DLMS port without a hint). At most `MAX_PROBE` bytes are
+        held; each byte is examined once (`StartFinder`), however small the records."""
+        if self.finder is None:
+            self.finder = StartFinder()
         self.probe.append(record)
         self.probe_size += len(record.data)
-        data = b"".join(r.data for r in self.probe)
-        found = find_start(data)
+        found = self.finder.feed(record.data)
         if found is None:
             while self.probe_size > MAX_PROBE and len(self.probe) > 1:
                 dropped = len(self.probe.pop(0).data)
                 self.probe_size -= dropped
                 self.probe_dropped += dropped
+                self.finder.drop(self.probe_dropped)
             return
         offset, transport = found
+        offset -= self.probe_dropped
         self._choose(transport)
-        records, self.probe, self.probe_size = self.probe, [], 0
+        records, self.probe, self.probe_size, self.finder = self.probe, [], 0, None
         if offset or self.probe_dropped:
             yield Note(records[0].frame_no, records[0].time, self.link, "note",
                        f"{transport}.skipped-bytes",

@@ -12,6 +12,7 @@ from keys.hls import HlsInputError, verify_hls
 from keys.keystore import Keystore
 from keys.secret import SecretKey
 from keys.wrap import KeyTransferFormatError, UnwrapError, key_id_name, unwrap_key_transfer
+from layers.apdu.initiate import conformance_names
 from layers.expert import Finding
 from layers.tree import iter_tree
 
@@ -58,17 +59,28 @@ class AssociationState:
     findings: int = 0
     errors: int = 0
     new_keys: list[tuple[Any, int, SecretKey]] = field(default_factory=list)
+    conformance: int | None = None
+    max_pdu: dict[str, int] = field(default_factory=dict)
 
     def release(self) -> None:
         """The association ended: the dedicated key dies with it."""
         self.keys.dedicated_key = None
         self.keys.dedicated_source = ""
-        self.authenticated = self.hls_pending = False
+        self.hls_pending = False
         self.pending.clear()
 
 
 def _first(pkt: Packet | None, cls_name: str) -> Packet | None:
     return next((p for p in iter_tree(pkt) if type(p).__name__ == cls_name), None)
+
+
+def _initiate(rec: ApduRecord) -> Packet | None:
+    """The InitiateRequest/Response of an AARQ/AARE: deciphered, or in clear."""
+    inner = rec.inner()
+    if inner is not None:
+        return inner
+    user = getattr(rec.packet, "user_information", None)
+    return user if getattr(user, "apdu_name", "").startswith("initiate-") else None
 
 
 def _octet_string(pkt: Packet | None) -> bytes | None:
@@ -155,14 +167,17 @@ class Tracker:
                                         "new AARQ: the previous association's dedicated key"
                                         " is dropped"))
         st.release()
+        st.authenticated = False
         pkt = rec.packet
         st.keys.client_title = getattr(pkt, "calling_ap_title", None) or st.keys.client_title
         st.mechanism = getattr(pkt, "mechanism_id", None)
         st.context_id = getattr(pkt, "application_context_id", None)
         st.ctos = getattr(pkt, "authentication_value", None)
         st.aarq_frame = rec.frames[0] if rec.frames else None
-        inner = rec.inner()
+        inner = _initiate(rec)
         key = getattr(inner, "dedicated_key", None) if inner is not None else None
+        if inner is not None and inner.apdu_name == "initiate-request":
+            st.max_pdu["client"] = inner.client_max_receive_pdu_size
         if key:
             st.keys.dedicated_key = SecretKey(bytes(key), name="dedicated")
             st.keys.dedicated_source = f"AARQ frame {st.aarq_frame}"
@@ -177,6 +192,10 @@ class Tracker:
         pkt = rec.packet
         st.keys.server_title = getattr(pkt, "responding_ap_title", None) or st.keys.server_title
         st.stoc = getattr(pkt, "authentication_value", None)
+        inner = _initiate(rec)
+        if inner is not None and inner.apdu_name == "initiate-response":
+            st.conformance = int(inner.conformance)
+            st.max_pdu["server"] = inner.server_max_receive_pdu_size
         result = getattr(pkt, "result", None)
         diag = getattr(pkt, "diagnostic", None)
         if result not in (None, 0):
@@ -399,6 +418,9 @@ def describe_state(st: AssociationState) -> dict[str, Any]:
         "client_system_title": k.client_title.hex().upper() if k.client_title else None,
         "server_system_title": k.server_title.hex().upper() if k.server_title else None,
         "authenticated": st.authenticated,
+        "negotiated_conformance": conformance_names(st.conformance)
+        if st.conformance is not None else None,
+        "max_receive_pdu_size": st.max_pdu or None,
         "apdus": dict(sorted(st.counts.items())),
         "keys_used": dict(sorted(st.key_use.items())),
         "invocation_counters": {t: r for t, r in st.ic_range.items()},

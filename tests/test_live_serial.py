@@ -417,7 +417,7 @@ def test_cli_sniff_serial_live_lines_and_ctrl_c(tmp_path: Path) -> None:
             proc.kill()
         line.close()
     assert "Traceback" not in err and "stopped" in err
-    objs = [json.loads(x) for x in out_lines if x.startswith("{")]
+    objs = [json.loads(x) for x in out_lines if x.startswith('{"')]
     assert summary(objs) == expected
     assert "== associations ==" in "".join(out_lines)
     assert b"".join(data for data, _ in pcapng_records(capture)) == bytes(fed)
