@@ -212,20 +212,27 @@ class HDLCInformationField(PacketLenField):
         return _info_class(pkt, m)
 
 
+def _field(pkt: Packet, name: str) -> Any:
+    """A field's value without Scapy's attribute machinery (this runs per frame)."""
+    fields = pkt.fields
+    return fields[name] if name in fields else pkt.default_fields.get(name)
+
+
 def _header_len(pkt: Packet) -> int:
     """Bytes from the format field through the control byte."""
-    return 2 + len(pkt.destination or b"") + len(pkt.source or b"") + 1
+    return 3 + len(_field(pkt, "destination") or b"") + len(_field(pkt, "source") or b"")
 
 
 def _has_information(pkt: Packet) -> bool:
     info = pkt.fields.get("information")
     if info is not None:
-        return len(info) > 0
-    return pkt.length is not None and pkt.length > _header_len(pkt) + 2
+        return len(info) > 0 if isinstance(info, (bytes, bytearray)) else True
+    length = _field(pkt, "length")
+    return length is not None and length > _header_len(pkt) + 2
 
 
 def _information_len(pkt: Packet) -> int:
-    return max(0, (pkt.length or 0) - _header_len(pkt) - 4)
+    return max(0, (_field(pkt, "length") or 0) - _header_len(pkt) - 4)
 
 
 class HDLC(DLMSPacket):
@@ -258,30 +265,38 @@ class HDLC(DLMSPacket):
 
     def _check(self, wire: bytes) -> None:
         """HCS, FCS, flags, format type and length against the bytes on the wire."""
+        f = self.fields
         self.__dict__["hcs_ok"] = self.__dict__["fcs_ok"] = None
-        if self.length is None or self.fcs is None:
+        length, fcs_wire = f.get("length"), f.get("fcs")
+        if length is None or fcs_wire is None:
             return
-        if self.flag != FLAG or self.closing_flag != FLAG:
+        if f.get("flag") != FLAG or f.get("closing_flag") != FLAG:
             add_finding(self, "error", "hdlc.bad-flag", "frame does not start and end with 7E")
-        if self.frame_format != 0xA:
+        if f.get("frame_format") != 0xA:
             add_finding(self, "error", "hdlc.bad-format",
-                        f"frame format type {self.frame_format:X}, expected A (type 3)")
-        if len(wire) < self.length + 2:
+                        f"frame format type {f.get('frame_format'):X}, expected A (type 3)")
+        if len(wire) < length + 2:
             add_finding(self, "error", "hdlc.truncated",
-                        f"length field says {self.length} bytes, {max(0, len(wire) - 2)} present")
+                        f"length field says {length} bytes, {max(0, len(wire) - 2)} present")
             return
         hdr = _header_len(self)
-        if _has_information(self):
-            ok = crc16(wire[1 : 1 + hdr]) == self.hcs
-            self.__dict__["hcs_ok"] = ok
+        control = f.get("control") or 0
+        informed = _has_information(self)
+        if not informed and control_kind(control) == "I":
+            add_finding(self, "warning", "hdlc.empty-i-frame",
+                        f"I frame N(S)={(control >> 1) & 7} without an information field:"
+                        " an I frame carries (part of) an APDU")
+        if informed:
+            hcs = crc16(wire[1 : 1 + hdr])
+            self.__dict__["hcs_ok"] = ok = hcs == f.get("hcs")
             if not ok:
                 add_finding(self, "error", "hdlc.bad-hcs",
-                            f"HCS {self.hcs:04x} wrong, computed {crc16(wire[1 : 1 + hdr]):04x}")
-        fcs = crc16(wire[1 : self.length - 1])
-        self.__dict__["fcs_ok"] = fcs == self.fcs
-        if fcs != self.fcs:
+                            f"HCS {f.get('hcs'):04x} wrong, computed {hcs:04x}")
+        fcs = crc16(wire[1 : length - 1])
+        self.__dict__["fcs_ok"] = fcs == fcs_wire
+        if fcs != fcs_wire:
             add_finding(self, "error", "hdlc.bad-fcs",
-                        f"FCS {self.fcs:04x} wrong, computed {fcs:04x}")
+                        f"FCS {fcs_wire:04x} wrong, computed {fcs:04x}")
 
     def extract_padding(self, s: bytes) -> tuple[bytes, bytes]:
         return b"", s
