@@ -10,7 +10,6 @@ from layers.expert import Finding
 
 from .model import ApduRecord
 from .pipeline import Dissector, Unit
-from .tracker import describe_state
 
 
 @dataclass(frozen=True)
@@ -64,4 +63,4 @@ def stats_text(states: list[dict]) -> str:
 
 
 def association_stats(dis: Dissector) -> list[dict]:
-    return [describe_state(st) for st in dis.tracker.associations.values()]
+    return dis.tracker.summaries()

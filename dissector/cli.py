@@ -17,6 +17,7 @@ from keys.keystore import (
     load_keystore,
 )
 
+from .cli_sniff import add_sniff_commands, run_sniff
 from .model import ApduRecord
 from .output import Writer
 from .pipeline import Dissector
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--port", action="append", default=[], metavar="N:wrapper|hdlc",
                     help="force the transport on a TCP/UDP port (repeatable)")
     _key_options(rd)
+    add_sniff_commands(sub, _key_options, _output_options)
     keys = sub.add_parser("keys", help="keystore tools")
     ksub = keys.add_subparsers(dest="keys_command", required=True)
     chk = ksub.add_parser("check", help="validate a keystore file")
@@ -151,9 +153,10 @@ def cmd_read(args: argparse.Namespace, out: TextIO) -> int:
     if args.jobs > 1:
         from .parallel import run_parallel
 
-        items: Iterable[Any] = run_parallel(args.capture, ports, store, args.jobs, render)
+        items: Iterable[Any] = run_parallel(args.capture, ports, store, args.jobs, render,
+                                            keep_stats=args.stats)
     else:
-        dis = Dissector(store)
+        dis = Dissector(store, keep_stats=args.stats)
         items = _serial(dis, dissect_capture(args.capture, dis, ports), render)
     stats = _emit(out, args, items)
     if args.stats:
@@ -199,6 +202,8 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
             return cmd_read(args, out)
         if args.command == "keys":
             return cmd_keys_check(args, out)
+        if args.command in ("sniff", "extcap"):
+            return run_sniff(args, out)
     except BrokenPipeError:
         return 0
     except KeyboardInterrupt:

@@ -1107,7 +1107,13 @@ class PassiveSniffer(_TcpSource):
             self._sock, self._sock_linktype = self._scapy_socket()
         elif tshark_path() is None:
             raise LiveError("--engine tshark needs tshark (apt-get install tshark)")
-        self._open_capture()
+        try:
+            self._open_capture()
+        except LiveError:
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
+            raise
 
     def _scapy_socket(self) -> tuple[Any, int]:
         import scapy.arch  # sets conf.L2listen / conf.L2socket

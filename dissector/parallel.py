@@ -36,8 +36,9 @@ class Rendered:
 Render = Callable[[ApduRecord], Rendered | None]
 
 
-def _worker(tasks: Any, results: Any, keystore: Keystore, render: Render) -> None:
-    dis = Dissector(keystore)
+def _worker(tasks: Any, results: Any, keystore: Keystore, render: Render,
+            keep_stats: bool) -> None:
+    dis = Dissector(keystore, keep_stats=keep_stats)
     while True:
         batch = tasks.get()
         if batch is None:
@@ -51,15 +52,15 @@ def _worker(tasks: Any, results: Any, keystore: Keystore, render: Render) -> Non
 
 
 def run_parallel(path: str, ports: dict[int, str] | None, keystore: Keystore, jobs: int,
-                 render: Render) -> Iterator[Rendered | tuple[str, Any]]:
+                 render: Render, keep_stats: bool = True) -> Iterator[Rendered | tuple[str, Any]]:
     """Rendered records in capture order, then ("end", findings) and ("stats", states)."""
     ctx = mp.get_context("fork")
     tasks = [ctx.Queue() for _ in range(jobs)]
     results = [ctx.Queue() for _ in range(jobs)]
     procs = []
     for w in range(jobs):
-        proc = ctx.Process(target=_worker, args=(tasks[w], results[w], keystore, render),
-                           daemon=True)
+        proc = ctx.Process(target=_worker, daemon=True,
+                           args=(tasks[w], results[w], keystore, render, keep_stats))
         proc.start()
         procs.append(proc)
     order: deque[tuple[int, int]] = deque()  # (seq, worker) in capture order

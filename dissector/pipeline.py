@@ -51,8 +51,9 @@ def direction_of_tag(tag: int) -> str:
 class Dissector:
     """Stateful dissection of a conversation: reassembly, keys, association tracking."""
 
-    def __init__(self, keystore: Keystore | None = None) -> None:
+    def __init__(self, keystore: Keystore | None = None, keep_stats: bool = True) -> None:
         self.keystore = keystore or Keystore([])
+        self.keep_stats = keep_stats
         self.contexts: dict[str, KeyContext] = {}
         self.tracker = Tracker(self.keystore)
         self.hdlc = HdlcReassembler()
@@ -69,10 +70,15 @@ class Dissector:
         return ctx
 
     def close(self, link: str) -> list[Finding]:
-        """The link closed (TCP FIN/RST): associations on it end, pending segments are dropped."""
+        """The link closed (TCP FIN/RST): its associations end and their state is freed (kept
+        as a summary for --stats when `keep_stats`); pending segments are dropped."""
         for name in [n for n in self.tracker.associations if n == link or
                      n.startswith(link + " ")]:
             self.tracker.close(name)
+            self.tracker.forget(name, keep_summary=self.keep_stats)
+            self.contexts.pop(name, None)
+        for key in [k for k in self.hdlc_directions if k[0] == link]:
+            del self.hdlc_directions[key]
         return self.hdlc.drop(link)
 
     def finish(self) -> list[Finding]:

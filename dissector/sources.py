@@ -53,6 +53,7 @@ IPV6_FRAGMENT, IPV6_AH, IPV6_NONE = 44, 51, 59
 PCAPNG_DIRECTIONS: dict[int, Direction] = {1: SERVER_TO_CLIENT, 2: CLIENT_TO_SERVER}
 
 MAX_FRAGMENT_GROUPS = 256
+PRIME_SNIFFER_PORT = 7919  # PRIME PLC sniffers export MAC frames over UDP to this port
 MAX_RECORD = 65535  # Scapy's read limit per record
 _U16 = struct.Struct("!H")
 _IPV4 = struct.Struct("!BxHHHxB")  # version/ihl, total length, id, flags/offset, protocol
@@ -219,6 +220,7 @@ class _Decoder:
         self.tcp = TcpReassembler(dict(ports))
         self.fragments = _Fragments()
         self.unsupported: set[int | None] = set()
+        self.prime: tuple[int, float, int] | None = None  # first frame, time, datagrams
 
     def frame(self, frame_no: int, time: float, linktype: int | None, data: bytes,
               direction: Direction, comment: str | None) -> Iterator[Record | LinkEvent | Note]:
@@ -259,6 +261,13 @@ class _Decoder:
         for key, group in self.fragments.groups.items():
             yield self._fragment_note(key, group, "the capture ended first")
         self.fragments.groups.clear()
+        if self.prime is not None:
+            frame_no, time, count = self.prime
+            yield Note(frame_no, time, "", "warning", "prime.unsupported",
+                       f"{count} UDP datagram(s) on port {PRIME_SNIFFER_PORT} (a PRIME PLC "
+                       "sniffer's export of PRIME MAC frames) skipped: PRIME decapsulation is "
+                       "not supported")
+            self.prime = None
 
     def _ethertype(self, frame_no: int, time: float, ethertype: int, data: bytes, p: int,
                    comment: str | None) -> Iterator[Record | LinkEvent | Note]:
@@ -404,6 +413,9 @@ class _Decoder:
                             f"UDP datagram of {len(body)} byte(s) on port {DLMS_PORT} is neither "
                             "HDLC, wrapper nor an APDU")
             if detected is None or (detected == "raw" and not on_dlms_port):
+                if PRIME_SNIFFER_PORT in (sport, dport):
+                    first = self.prime or (frame_no, time, 0)
+                    self.prime = (first[0], first[1], first[2] + 1)
                 return None
             hint = detected
         to_server = dport in self.server_ports

@@ -4,6 +4,11 @@ Segments are delivered in sequence order; retransmitted bytes and overlaps are d
 out-of-order segments wait (bounded) for the hole before them. A hole is given up, and reported
 as a `tcp.gap` note, when the peer acknowledges data beyond it (the capture missed it), when the
 bytes waiting behind it exceed `max_buffered`, or when the connection closes or the capture ends.
+
+Memory is bounded however hostile the capture: at most `MAX_CONNECTIONS` connections are followed
+at once (the least recently active one is closed, with a `tcp.evicted` note, to make room), and
+the bytes waiting behind holes of all connections together stay below `MAX_TOTAL_BUFFERED` (the
+stream holding most gives up its oldest hole first).
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ DLMS_PORT = 4059
 MAX_BUFFERED = 1 << 20  # bytes waiting behind a hole, per direction
 MAX_TRIES = 4  # in-order chunks of an unknown-port connection inspected before giving up
 MAX_CLOSED = 4096  # closed connections remembered, so late segments do not reopen them
+MAX_CONNECTIONS = 4096  # connections followed at once
+MAX_TOTAL_BUFFERED = 64 << 20  # bytes waiting behind holes, all connections together
 
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 _MOD = 1 << 32
@@ -195,11 +202,18 @@ class TcpReassembler:
     """
 
     def __init__(self, ports: dict[int, str | None] | None = None,
-                 max_buffered: int = MAX_BUFFERED) -> None:
+                 max_buffered: int = MAX_BUFFERED, max_connections: int = MAX_CONNECTIONS,
+                 max_total_buffered: int = MAX_TOTAL_BUFFERED) -> None:
         self.ports: dict[int, str | None] = {DLMS_PORT: None}
         self.ports.update(ports or {})
         self.max_buffered = max_buffered
-        self._conns: dict[tuple[tuple[str, int], tuple[str, int]], _Connection] = {}
+        self.max_connections = max_connections
+        self.max_total_buffered = max_total_buffered
+        self.buffered = 0  # bytes waiting behind holes, all streams
+        self.evicted = 0
+        # least recently active first
+        self._conns: OrderedDict[tuple[tuple[str, int], tuple[str, int]], _Connection] = (
+            OrderedDict())
         self._closed: OrderedDict[tuple[tuple[str, int], tuple[str, int]], _Connection] = (
             OrderedDict())
 
@@ -229,6 +243,9 @@ class TcpReassembler:
             self._closed.pop(key, None)
             conn = self._new(key, a, b, flags, frame_no, time)
             self._conns[key] = conn
+        self._conns.move_to_end(key)
+        while len(self._conns) > max(1, self.max_connections):
+            self._evict(frame_no, time, out)
         from_client = a == conn.client
         if from_client and syn_only:
             conn.isn = seq
@@ -242,11 +259,17 @@ class TcpReassembler:
             if flags & SYN:
                 stream.syn(seq)
             if payload:
+                before = stream.buffered
                 self._emit(conn, from_client, stream.segment(seq, payload, frame_no, time, comment),
                            out)
+                self.buffered += stream.buffered - before
             peer = conn.streams.get(not from_client)
             if flags & ACK and peer is not None:
+                before = peer.buffered
                 self._emit(conn, not from_client, peer.ack(ack), out)
+                self.buffered += peer.buffered - before
+            if self.buffered > self.max_total_buffered:
+                self._shed(out)
         if flags & RST:
             self._close(key, conn, frame_no, time, out)
         elif flags & FIN:
@@ -264,7 +287,34 @@ class TcpReassembler:
                     self._emit(conn, from_client,
                                stream.flush("the capture ended before it arrived"), out)
         self._conns.clear()
+        self.buffered = 0
         return out
+
+    def _evict(self, frame_no: int, time: float, out: list[Record | LinkEvent | Note]) -> None:
+        """Stop following the least recently active connection (too many are open)."""
+        key, conn = next(iter(self._conns.items()))
+        self.evicted += 1
+        if conn.taken:
+            out.append(Note(frame_no, time, conn.link, "warning", "tcp.evicted",
+                            f"more than {self.max_connections} TCP connections open at once: "
+                            "this one, the least recently active, is no longer followed (as if "
+                            "it had closed here)"))
+        self._close(key, conn, frame_no, time, out)
+
+    def _shed(self, out: list[Record | LinkEvent | Note]) -> None:
+        """Too many bytes wait behind holes: the streams holding most give up their holes."""
+        while self.buffered > self.max_total_buffered:
+            conn, from_client, stream = max(
+                ((c, fc, st) for c in self._conns.values() for fc, st in c.streams.items()),
+                key=lambda t: t[2].buffered, default=(None, False, None))
+            if stream is None or not stream.buffered:
+                self.buffered = 0
+                return
+            before = stream.buffered
+            self._emit(conn, from_client, stream.flush(
+                f"more than {self.max_total_buffered} bytes waited behind holes in all TCP "
+                "streams together"), out)
+            self.buffered += stream.buffered - before
 
     def _revive(self, key: tuple[tuple[str, int], tuple[str, int]], sender: tuple[str, int],
                 seq: int, payload: bytes) -> _Connection | None:
@@ -333,6 +383,7 @@ class TcpReassembler:
                frame_no: int, time: float, out: list[Record | LinkEvent | Note]) -> None:
         if conn.taken is not False:
             for from_client, stream in conn.streams.items():
+                self.buffered -= stream.buffered
                 self._emit(conn, from_client,
                            stream.flush("the connection closed"), out)
         if conn.taken and conn.announced:

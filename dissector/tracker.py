@@ -121,6 +121,7 @@ class Tracker:
 
     def __init__(self, keystore: Keystore | None = None) -> None:
         self.associations: dict[str, AssociationState] = {}
+        self.closed: list[dict[str, Any]] = []
         self.keystore = keystore or Keystore([])
 
     def get(self, link: str) -> AssociationState:
@@ -128,6 +129,16 @@ class Tracker:
         if st is None:
             st = self.associations[link] = AssociationState(link)
         return st
+
+    def forget(self, link: str, keep_summary: bool) -> None:
+        """Drop a finished link's state (memory stays flat over long captures)."""
+        st = self.associations.pop(link, None)
+        if st is not None and keep_summary:
+            self.closed.append(describe_state(st))
+
+    def summaries(self) -> list[dict[str, Any]]:
+        """--stats: closed associations, then the ones still open."""
+        return self.closed + [describe_state(st) for st in self.associations.values()]
 
     def close(self, link: str) -> None:
         st = self.associations.get(link)

@@ -171,6 +171,16 @@ class Keystore:
         entry with a title when the queried title is unknown; an entry whose title differs from
         a known queried title is left out. The server title weighs more than the client's.
         """
+        memo = self.__dict__.setdefault("_memo", {})
+        key = (server_title, client_title, len(self.entries))
+        found = memo.get(key)
+        if found is None:
+            if len(memo) > 4096:
+                memo.clear()
+            found = memo[key] = self._rank(server_title, client_title)
+        return found
+
+    def _rank(self, server_title: bytes | None, client_title: bytes | None) -> list[MeterKeys]:
         scored: list[tuple[int, int, MeterKeys]] = []
         for i, entry in enumerate(self.entries):
             s = _title_score(entry.system_title, server_title)

@@ -71,8 +71,28 @@ class DLMSElement(DLMSPacket):
 
 
 def decipher_tree(pkt: Packet, ctx: Any) -> None:
-    """Decipher every ciphered envelope of a tree through `ctx`, outermost first."""
+    """Decipher every ciphered envelope of a tree through `ctx`, outermost first.
+
+    A key context that fails on an envelope does not stop dissection: the envelope stays
+    ciphered with a `security.decipher-failed` finding (naming the exception, never key bytes).
+    """
     for p in iter_tree(pkt):
         decipher = getattr(type(p), "decipher", None)
         if decipher is not None and "deciphered" not in p.__dict__:
-            decipher(p, ctx)
+            try:
+                decipher(p, ctx)
+            except Exception as exc:  # noqa: BLE001 - a deciphering failure becomes a finding
+                p.__dict__["deciphered"] = None
+                add_finding(p, "error", "security.decipher-failed",
+                            f"{getattr(p, 'apdu_name', None) or p.name}: deciphering failed"
+                            f" ({_safe_reason(exc)})")
+
+
+def _safe_reason(exc: BaseException) -> str:
+    """An exception in words fit for output: the keys package words its messages without key
+    bytes; any other exception is named by its class only (its text could quote anything)."""
+    name = exc.__class__.__name__
+    if exc.__class__.__module__.split(".")[0] == "keys":
+        text = " ".join(str(exc).split())[:200]
+        return f"{name}: {text}" if text else name
+    return name

@@ -6,7 +6,10 @@ from collections.abc import Iterator
 
 from scapy.packet import NoPayload, Packet
 
-MAX_DEPTH = 64
+#: Deepest packet walked. A-XDR Data (64 levels, `axdr.MAX_DEPTH`) inside an APDU inside nested
+#: envelopes (`apdu.base.MAX_NESTING`) inside a frame stays well within it, so no finding is
+#: left unseen; it only bounds the walk on trees built by hand.
+MAX_DEPTH = 256
 
 
 def iter_tree(pkt: Packet | None, depth: int = 0) -> Iterator[Packet]:

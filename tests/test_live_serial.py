@@ -233,13 +233,28 @@ def test_half_duplex_replay_matches_read_through_noise_cut_frame_and_replug(tmp_
 
 
 # -- two ports: Y-tap -------------------------------------------------------------------------
-def feed_y_tap(lines_by_dir: dict[str, PtyLine], frames: list[Record], gap: float = 0.02
-               ) -> dict[str, bytearray]:
-    fed = {d: bytearray() for d in lines_by_dir}
-    for rec in frames:
-        lines_by_dir[rec.direction].write(rec.data, fed[rec.direction])
-        time.sleep(gap)  # the other side answers after a turnaround time
-    return fed
+def run_y_tap(tmp_path: Path, frames: list[Record], swapped: bool, capture: Path | None
+              ) -> tuple[list[dict[str, Any]], dict[str, bytearray]]:
+    """Feed each frame into the pty of its direction (client's line, meter's line), with a
+    turnaround time between frames; the sniffer gets the ports in that order or `swapped`."""
+    keys = scenario_keys(SERIAL)
+    client, meter = PtyLine(tmp_path / "ttyA"), PtyLine(tmp_path / "ttyB")
+    ptys = {"client->server": client, "server->client": meter}
+    fed = {d: bytearray() for d in ptys}
+    ports = [meter.path, client.path] if swapped else [client.path, meter.path]
+    lines = Lines()
+    want = sum(1 for o in read_json(corpus_path("interop", SERIAL, "capture.pcapng"), keys)
+               if "apdu" in o and max(o["frames"]) <= len(frames))
+    try:
+        with running(sniffer(ports, keys, lines, capture)):
+            for rec in frames:
+                ptys[rec.direction].write(rec.data, fed[rec.direction])
+                time.sleep(0.02)
+            assert lines.wait(lambda objs: len(apdus(objs)) >= want)
+    finally:
+        client.close()
+        meter.close()
+    return lines.objs(), fed
 
 
 def test_y_tap_two_ports_give_directions(tmp_path: Path) -> None:
@@ -247,23 +262,13 @@ def test_y_tap_two_ports_give_directions(tmp_path: Path) -> None:
     frames = corpus_records(SERIAL, "capture.pcapng")  # direction flags of the capture
     assert {r.direction for r in frames} == {"client->server", "server->client"}
     expected = summary(read_json(corpus_path("interop", SERIAL, "capture.pcapng"), keys))
-    client, meter = PtyLine(tmp_path / "ttyA"), PtyLine(tmp_path / "ttyB")
-    lines = Lines()
     capture = tmp_path / "ytap.pcapng"
-    try:
-        with running(sniffer([client.path, meter.path], keys, lines, capture)):
-            fed = feed_y_tap({"client->server": client, "server->client": meter}, frames)
-            assert lines.wait(lambda objs: len(apdus(objs)) >= len(expected))
-    finally:
-        client.close()
-        meter.close()
-    objs = lines.objs()
+    objs, fed = run_y_tap(tmp_path, frames, False, capture)
     assert summary(objs) == expected
     assert not events(objs, "serial.ports-swapped")
     # the capture: two interfaces, direction flags (2 outbound = client's line, 1 inbound)
-    records = pcapng_records(capture)
     by_flag: dict[int, bytes] = {}
-    for data, meta in records:
+    for data, meta in pcapng_records(capture):
         by_flag[meta.direction] = by_flag.get(meta.direction, b"") + data
     assert by_flag == {2: bytes(fed["client->server"]), 1: bytes(fed["server->client"])}
     assert summary(read_json(capture, keys)) == expected
@@ -273,16 +278,7 @@ def test_y_tap_ports_given_the_other_way_round_are_swapped(tmp_path: Path) -> No
     keys = scenario_keys(SERIAL)
     frames = corpus_records(SERIAL, "capture.pcapng")[:8]  # SNRM .. first ded-get
     expected = summary(read_json(corpus_path("interop", SERIAL, "capture.pcapng"), keys))[:8]
-    client, meter = PtyLine(tmp_path / "ttyA"), PtyLine(tmp_path / "ttyB")
-    lines = Lines()
-    try:
-        with running(sniffer([meter.path, client.path], keys, lines, None)):
-            feed_y_tap({"client->server": client, "server->client": meter}, frames)
-            assert lines.wait(lambda objs: len(apdus(objs)) >= len(expected))
-    finally:
-        client.close()
-        meter.close()
-    objs = lines.objs()
+    objs, _fed = run_y_tap(tmp_path, frames, True, None)
     assert summary(objs) == expected
     assert events(objs, "serial.ports-swapped")
 

@@ -91,6 +91,39 @@ class UnknownAPDU(APDUBase):
         super().post_dissection(pkt)
 
 
+#: APDUs inside APDUs (gateway, general-signing content, ACSE user-information) deeper than this
+#: are not dissected: real traffic nests two or three, a flood of envelopes would exhaust the
+#: stack. Deciphered plaintext is dissected apart and bounded by the tree walk instead.
+MAX_NESTING = 16
+
+
+def nesting_depth(parent: Packet | None) -> int:
+    """How many APDUs enclose a packet whose parent or underlayer is `parent`."""
+    depth = 0
+    p = parent
+    steps = 0
+    while p is not None and steps < 4 * MAX_NESTING + 64:
+        if isinstance(p, APDUBase):
+            depth += 1
+        p = p.parent if p.parent is not None else p.underlayer
+        steps += 1
+    return depth
+
+
+class NestedTooDeep(APDUBase):
+    """An APDU nested deeper than `MAX_NESTING` envelopes: kept as bytes, with a finding."""
+
+    name = "APDU nested too deep"
+    apdu_name = "nested-too-deep"
+    fields_desc = [ByteEnumField("tag", 0, TAG_NAMES), StrField("data", b"")]
+
+    def post_dissection(self, pkt: Packet) -> None:
+        add_finding(self, "error", "apdu.too-deep",
+                    f"APDU nested inside more than {MAX_NESTING} APDUs: its"
+                    f" {len(self.data or b'') + 1} byte(s) are not dissected")
+        super().post_dissection(pkt)
+
+
 class APDU(Packet):
     """Dispatcher: `APDU(b)` returns the class registered for `b[0]` (UnknownAPDU otherwise)."""
 
@@ -101,6 +134,9 @@ class APDU(Packet):
     def dispatch_hook(cls, _pkt: bytes | None = None, *args: Any, **kargs: Any) -> type[Packet]:
         if not _pkt:
             return UnknownAPDU
+        outer = kargs.get("_parent") or kargs.get("_underlayer")
+        if outer is not None and nesting_depth(outer) >= MAX_NESTING:
+            return NestedTooDeep
         found = APDU_CLASSES.get(_pkt[0], UnknownAPDU)
         if "dispatch_hook" in found.__dict__:  # a CHOICE: its own hook picks the variant
             return found.dispatch_hook(_pkt, *args, **kargs)
