@@ -80,6 +80,7 @@ def test_read_seed_case_findings_filter_and_stats(tmp_path: Path) -> None:
     codes = [[f["code"] for f in r["expert"]] for r in rows]
     assert "assoc.mechanism2-ciphered" in codes[0]
     assert "assoc.ded-before-auth" in codes[2]
+    assert "assoc.hls-verified" in codes[2]  # mechanism 2: AES-ECB of StoC under the secret
     assert "assoc.error-response" in codes[3]
     assert rows[2]["security"]["key_kind"] == "dedicated"
     assert rows[2]["security"]["key_name"] == "AARQ frame 1"

@@ -65,3 +65,17 @@ def test_scenario_deciphers_like_gurux(name: str) -> None:
                                    "broadcast": "global-broadcast"}[m.group(8)], i
         assert sec["tag_verified"] is (m.group(9) == "ok"), i
         assert rec.plaintext().hex().upper() == m.group(10).upper(), i
+
+
+@pytest.mark.parametrize("name", [n for n in SCENARIOS if n[0] in "bceg"])
+def test_hls_passes_are_verified(name: str) -> None:
+    """Mechanisms 5 (GMAC, with EK+AK) and 2 (AES-ECB with the HLS secret): pass 3 and pass 4
+    of Gurux's exchanges verify; keys.json says which mechanism ran."""
+    scenario = CORPUS / "interop" / name
+    mech = json.loads((scenario / "keys.json").read_text())["mechanism"]
+    dis = Dissector(_keystore(scenario))
+    codes = [f.code for r in dissect_capture(str(scenario / "capture.pcap"), dis)
+             for f in r.all_findings()]
+    if mech in (2, 5):
+        assert codes.count("assoc.hls-verified") == 2, codes
+    assert "assoc.hls-mismatch" not in codes
