@@ -4,10 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from scapy.fields import ConditionalField, Field
+from scapy.fields import ConditionalField, EnumField, Field, FlagsField
 from scapy.packet import NoPayload, Packet, Raw
 
 MAX_DEPTH = 64
+
+
+_NAMED: dict[int, bool] = {}
+
+
+def _named(fld: Field) -> bool:
+    """Whether a field shows ints as names (enums, flags, fields with their own repr)."""
+    key = id(fld)
+    found = _NAMED.get(key)
+    if found is None:
+        inner = getattr(fld, "fld", fld)
+        cls = type(inner)
+        found = isinstance(inner, (EnumField, FlagsField)) or any(
+            "i2repr" in k.__dict__ for k in cls.__mro__[:-1]
+            if k.__module__.split(".")[0] in ("layers", "dissector"))
+        _NAMED[key] = found
+    return found
 
 
 def _value(pkt: Packet, fld: Field, val: Any, depth: int) -> Any:
@@ -18,6 +35,8 @@ def _value(pkt: Packet, fld: Field, val: Any, depth: int) -> Any:
     if isinstance(val, (bytes, bytearray)):
         return bytes(val).hex().upper()
     if isinstance(val, int) and not isinstance(val, bool):
+        if not _named(fld):
+            return val
         shown = fld.i2repr(pkt, val)
         if isinstance(shown, str) and shown not in (str(val), hex(val)) and \
                 not shown.startswith("0x"):

@@ -78,6 +78,12 @@ class ApduRecord:
         return self._layer_findings + self.findings
 
     def security(self) -> dict[str, Any] | None:
+        """The `security` object of the JSON contract (computed once: the record is final)."""
+        if "_security" not in self.__dict__:
+            self.__dict__["_security"] = self._security()
+        return self.__dict__["_security"]
+
+    def _security(self) -> dict[str, Any] | None:
         env = self.envelope
         if env is None:
             return None
