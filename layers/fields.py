@@ -65,16 +65,21 @@ def length_prefixed(name: str, default: bytes | None = b"") -> list[Field]:
     ]
 
 
+def check_declared(pkt: Packet, name: str, want: int, have: int) -> None:
+    """A declared length the input cannot hold becomes a `malformed.truncated` finding."""
+    if want > have:
+        from .expert import add_finding
+
+        add_finding(pkt, "error", "malformed.truncated",
+                    f"{name}: {want} bytes declared, {have} present")
+
+
 class OctetsField(StrLenField):
     """Bytes whose length another field gives; short input is a `malformed.truncated` finding."""
 
     def getfield(self, pkt: Packet, s: bytes) -> tuple[bytes, bytes]:
         want = self.length_from(pkt)
-        if want > len(s):
-            from .expert import add_finding
-
-            add_finding(pkt, "error", "malformed.truncated",
-                        f"{self.name}: {want} bytes declared, {len(s)} present")
+        check_declared(pkt, self.name, want, len(s))
         return s[want:], s[:want]
 
     def i2repr(self, pkt: Packet, x: bytes) -> str:
@@ -85,10 +90,5 @@ class BoundedPacketLenField(PacketLenField):
     """A PacketLenField whose declared length the input must hold (else `malformed.truncated`)."""
 
     def getfield(self, pkt: Packet, s: bytes) -> tuple[bytes, Any]:
-        want = self.length_from(pkt)
-        if want > len(s):
-            from .expert import add_finding
-
-            add_finding(pkt, "error", "malformed.truncated",
-                        f"{self.name}: {want} bytes declared, {len(s)} present")
+        check_declared(pkt, self.name, self.length_from(pkt), len(s))
         return super().getfield(pkt, s)

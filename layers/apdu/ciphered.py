@@ -157,26 +157,21 @@ class _TitledEnvelope(CipheredAPDU):
         return title or None
 
 
-@register
-class GeneralGloCiphering(_TitledEnvelope):
-    """general-glo-ciphering (0xDB): system title of the originator, then ciphered content."""
-
-    name = "general-glo-ciphering"
-    apdu_name = "general-glo-ciphering"
-    family = "glo"
-    fields_desc = [ByteEnumField("tag", 0xDB, TAG_NAMES), *length_prefixed("system_title"),
-                   *_content_field()]
+def _titled_envelope(tag: int, family: str, doc: str) -> type[CipheredAPDU]:
+    name = TAG_NAMES[tag]
+    return register(type("".join(w.capitalize() for w in name.split("-")), (_TitledEnvelope,), {
+        "__doc__": doc, "name": name, "apdu_name": name, "family": family,
+        "fields_desc": [ByteEnumField("tag", tag, TAG_NAMES), *length_prefixed("system_title"),
+                        *_content_field()],
+    }))
 
 
-@register
-class GeneralDedCiphering(_TitledEnvelope):
-    """general-ded-ciphering (0xDC): as general-glo-ciphering, under the dedicated key."""
-
-    name = "general-ded-ciphering"
-    apdu_name = "general-ded-ciphering"
-    family = "ded"
-    fields_desc = [ByteEnumField("tag", 0xDC, TAG_NAMES), *length_prefixed("system_title"),
-                   *_content_field()]
+GeneralGloCiphering = _titled_envelope(
+    0xDB, "glo", "general-glo-ciphering (0xDB): system title of the originator, then ciphered"
+    " content.")
+GeneralDedCiphering = _titled_envelope(
+    0xDC, "ded", "general-ded-ciphering (0xDC): as general-glo-ciphering, under the dedicated"
+    " key.")
 
 
 KEY_INFO_CHOICES = {0: "identified-key", 1: "wrapped-key", 2: "agreed-key"}
