@@ -20,30 +20,51 @@ class Close:
 
 
 def units_of_capture(path: str, ports: dict[int, str] | None = None
-                     ) -> Iterator[Unit | Close]:
+                     ) -> Iterator[Unit | Close | Trailing]:
     """Transport units of a capture in capture order; capture notes ride on the next unit."""
     from .records import LinkEvent, Note
     from .stream import iter_pdus
 
     notes: list[Finding] = []
+    units = 0
+    unsupported = None
     for item in iter_pdus(path, ports):
         if isinstance(item, LinkEvent):
             if item.kind == "close":
                 yield Close(item.link)
             continue
         if isinstance(item, Note):
+            if item.code == "capture.unsupported-linktype":
+                unsupported = item.message
             notes.append(Finding(item.severity, item.code,
                                  f"frame {item.frame_no}: {item.message}"))
             continue
+        units += 1
         yield Unit(item.data, item.transport, list(item.frames), item.time, item.link,
                    item.direction, notes)
         notes = []
+    if not units and unsupported:
+        from .sources import CaptureError
+
+        raise CaptureError(f"{path}: {unsupported}")
+    if notes:
+        yield Trailing(notes)
 
 
-def feed(dis: Dissector, item: Unit | Close) -> Iterator[ApduRecord]:
-    """One unit (or close event) through a dissector."""
+@dataclass(frozen=True)
+class Trailing:
+    """Findings about the capture after its last unit (gaps, noise, unsupported frames)."""
+
+    findings: list[Finding]
+
+
+def feed(dis: Dissector, item: Unit | Close | Trailing) -> Iterator[ApduRecord]:
+    """One unit (or event) through a dissector."""
     if isinstance(item, Close):
         dis.close(item.link)
+        return iter(())
+    if isinstance(item, Trailing):
+        dis.pending_notes.extend(item.findings)
         return iter(())
     return dis.feed(item)
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Iterable, Iterator
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from keys.keystore import (
     Keystore,
@@ -42,9 +43,18 @@ def _output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per APDU")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but its error messages never repeat the values given (they may be keys)."""
+
+    def error(self, message: str) -> NoReturn:
+        message = re.sub(r"(unrecognized arguments|invalid choice|invalid \w+ value):.*",
+                         r"\1 (not repeated here: arguments may hold keys)", message)
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dlms-dissect",
-                                     description="DLMS/COSEM dissector with decryption")
+    parser = Parser(prog="dlms-dissect", description="DLMS/COSEM dissector with decryption")
     sub = parser.add_subparsers(dest="command", required=True)
     dec = sub.add_parser("decode", help="decode hex frames or APDUs (arguments or stdin)")
     dec.add_argument("hex", nargs="*", help="one frame or APDU per argument")
@@ -78,6 +88,8 @@ def load_keys(args: argparse.Namespace) -> Keystore:
     path = getattr(args, "keys", None) or default_keystore_path()
     if path:
         store = store.merged(load_keystore(path))
+        for warning in store.warnings:
+            sys.stderr.write(f"dlms-dissect: {warning}\n")
     return store
 
 

@@ -495,11 +495,13 @@ class StartFinder:
         found: list[tuple[int, Transport]] = []
         ready = []
         while self._waiting and self._waiting[0][0] <= end:
-            ready.append(heapq.heappop(self._waiting)[1])
+            offset = heapq.heappop(self._waiting)[1]
+            if offset >= base:
+                ready.append(offset)
         for offset in sorted(ready):
             kind, need = _start_at(buf, offset - base, n)
             if kind == "wait":
-                heapq.heappush(self._waiting, (need, offset))
+                heapq.heappush(self._waiting, (base + need, offset))
             elif kind != "no":
                 found.append((offset, cast(Transport, kind)))
                 break
@@ -510,7 +512,7 @@ class StartFinder:
             if b == FLAG or b == 0:
                 kind, need = _start_at(buf, p, n)
                 if kind == "wait":
-                    heapq.heappush(self._waiting, (need, base + p))
+                    heapq.heappush(self._waiting, (base + need, base + p))
                 elif kind != "no":
                     found.append((base + p, cast(Transport, kind)))
                     break
@@ -531,10 +533,8 @@ class StartFinder:
         del self._buf[:cut]
         self._base += cut
         self._scanned = max(self._scanned, self._base)
-        self._waiting = [w for w in self._waiting if w[1] >= self._base]
-        import heapq
-
-        heapq.heapify(self._waiting)
+        # offsets now below the base leave the heap when their turn comes (see feed): each
+        # waits at most one PDU's length, so the heap stays as small as the bytes held
 
 
 def _next_candidate(buf: bytes | bytearray, p: int) -> int:

@@ -99,7 +99,8 @@ def run_parallel(path: str, ports: dict[int, str] | None, keystore: Keystore, jo
 
     try:
         for seq, item in enumerate(units_of_capture(path, ports)):
-            w = zlib.crc32(item.link.encode()) % jobs
+            link = getattr(item, "link", "")
+            w = zlib.crc32(link.encode()) % jobs
             pending[w].append((seq, item))
             order.append((seq, w))
             if len(pending[w]) >= BATCH:

@@ -15,8 +15,11 @@ from layers.hdlc import HDLC, LLC, LLC_RESPONSE, control_kind, decode_address
 from layers.wrapper import Wrapper
 
 from .model import ApduRecord
-from .reassembly import BlockReassembler, HdlcReassembler
+from .reassembly import Assembled, BlockReassembler, HdlcReassembler
 from .tracker import Tracker
+
+#: Links whose state is kept at once (TCP connections, HDLC address pairs, UDP peers).
+MAX_LINKS = 1024
 
 #: Tags sent by servers on their own initiative (pushes) or as answers.
 SERVER_TAGS = frozenset({0x08, 0x0C, 0x0D, 0x0E, 0x0F, 0x18, 0x61, 0x63, 0xC2, 0xC4, 0xC5,
@@ -56,6 +59,7 @@ class Dissector:
         self.keep_stats = keep_stats
         self.contexts: dict[str, KeyContext] = {}
         self.tracker = Tracker(self.keystore)
+        self.tracker.keep_summaries = keep_stats
         self.hdlc = HdlcReassembler()
         self.blocks = BlockReassembler()
         self.hdlc_directions: dict[tuple[str, bytes, bytes], str] = {}
@@ -65,9 +69,20 @@ class Dissector:
     def context(self, link: str) -> KeyContext:
         ctx = self.contexts.get(link)
         if ctx is None:
+            if len(self.contexts) >= MAX_LINKS:
+                self._evict()
             ctx = self.contexts[link] = KeyContext(self.keystore)
             ctx.association = self.tracker.get(link).keys
         return ctx
+
+    def _evict(self) -> None:
+        """Too many links at once (an address flood): forget the oldest quarter."""
+        for name in list(self.contexts)[: MAX_LINKS // 4]:
+            del self.contexts[name]
+            self.tracker.forget(name, keep_summary=self.keep_stats)
+        self.pending_notes.append(Finding(
+            "warning", "state.links-evicted",
+            f"more than {MAX_LINKS} links at once: the state of the oldest was dropped"))
 
     def close(self, link: str) -> list[Finding]:
         """The link closed (TCP FIN/RST): its associations end and their state is freed (kept
@@ -135,6 +150,9 @@ class Dissector:
         if done is None:
             return
         frame.__dict__.setdefault("findings", []).extend(done.findings)
+        if not done.data:  # dropped (a segment flood): the frame carries the finding
+            yield self._frame_only(unit, frame, link, direction)
+            return
         yield from self._apdu(unit, done.data, link, direction, [frame], "hdlc",
                               frames=sorted(set(done.frames) | set(unit.frames)))
 
@@ -162,7 +180,7 @@ class Dissector:
 
     def _apdu(self, unit: Unit, data: bytes, link: str, direction: str,
               frame_packets: list[Packet], transport: str,
-              frames: list[int] | None = None) -> Iterator[ApduRecord]:
+              frames: list[int] | None = None, nested: bool = False) -> Iterator[ApduRecord]:
         if not data:
             return
         if direction == "unknown":
@@ -180,28 +198,34 @@ class Dissector:
         if transport == "raw":
             rec.findings.extend(unit.findings)
         self.tracker.observe(rec, st)
-        yield rec
+        joined = None
         if rec.apdu == "general-block-transfer":
-            yield from self._block(unit, rec, link, direction, frame_packets, transport)
+            if nested:
+                rec.findings.append(Finding("error", "gbt.nested",
+                                            "a general-block-transfer inside the joined blocks"
+                                            " of another: not joined again"))
+            else:
+                joined = self._block(rec, link, direction)
+        yield rec
+        if joined is not None:
+            for inner in self._apdu(unit, joined.data, link, direction, frame_packets,
+                                    transport, frames=joined.frames, nested=True):
+                inner.findings.append(Finding(
+                    "note", "gbt.reassembled", "reassembled from general-block-transfer blocks"
+                    f" in frames {','.join(map(str, joined.frames))}"))
+                yield inner
 
-    def _block(self, unit: Unit, rec: ApduRecord, link: str, direction: str,
-               frame_packets: list[Packet], transport: str) -> Iterator[ApduRecord]:
-        """Feed a general-block-transfer block; when the last one arrives, dissect the APDU."""
+    def _block(self, rec: ApduRecord, link: str, direction: str) -> Assembled | None:
+        """Feed a general-block-transfer block (its findings go on its own record); the joined
+        APDU when the last block arrives."""
         gbt = rec.packet
         data = bytes(gbt.block_data or b"")
         if not data and not gbt.last_block:
-            return
+            return None
         done, found = self.blocks.feed((link, direction), int(gbt.block_number),
                                        bool(gbt.last_block), data, rec.frames)
         rec.findings.extend(found)
-        if done is None or not done.data:
-            return
-        for joined in self._apdu(unit, done.data, link, direction, frame_packets, transport,
-                                 frames=done.frames):
-            joined.findings.append(Finding("note", "gbt.reassembled",
-                                           f"reassembled from general-block-transfer blocks in"
-                                           f" frames {','.join(map(str, done.frames))}"))
-            yield joined
+        return done if done is not None and done.data else None
 
 
 def _addr(raw: bytes) -> str:

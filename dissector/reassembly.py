@@ -8,6 +8,7 @@ from layers.expert import Finding
 from layers.hdlc import LLC_REQUEST, LLC_RESPONSE
 
 MAX_APDU = 1 << 20  # an APDU larger than this is a flood, not a meter
+MAX_PENDING_LINKS = 8  # address pairs with a segmented APDU in flight at once
 
 
 @dataclass
@@ -63,6 +64,13 @@ class HdlcReassembler:
                 f"segmented APDU exceeds {MAX_APDU} bytes: segments dropped")])
         if segmented:
             self.pending[key] = part
+            if len(self.pending) > MAX_PENDING_LINKS:
+                oldest = next(iter(self.pending))
+                self.pending.pop(oldest)
+                found.append(Finding("error", "hdlc.segment-flood",
+                                     f"segments pending on more than {MAX_PENDING_LINKS}"
+                                     f" address pairs: those of {oldest[0]} were dropped"))
+                return Assembled(b"", [frame], found)
             return None
         self.pending.pop(key, None)
         return Assembled(bytes(part.data), part.frames, found)
@@ -104,6 +112,12 @@ class BlockReassembler:
             return None, found
         if not last:
             self.pending[key] = (block_number + 1, part)
+            if len(self.pending) > MAX_PENDING_LINKS:
+                oldest = next(iter(self.pending))
+                self.pending.pop(oldest)
+                found.append(Finding("error", "gbt.flood",
+                                     f"block transfers pending on more than {MAX_PENDING_LINKS}"
+                                     f" links: those of {oldest[0]} were dropped"))
             return None, found
         self.pending.pop(key, None)
         return Assembled(bytes(part.data), part.frames), found

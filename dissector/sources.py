@@ -53,7 +53,10 @@ IPV6_FRAGMENT, IPV6_AH, IPV6_NONE = 44, 51, 59
 PCAPNG_DIRECTIONS: dict[int, Direction] = {1: SERVER_TO_CLIENT, 2: CLIENT_TO_SERVER}
 
 MAX_FRAGMENT_GROUPS = 256
+MAX_FRAGMENT_BYTES = 2 * 65535  # fragment bytes held for one datagram (overlaps included)
+MAX_FRAGMENT_PIECES = 1024  # fragments held for one datagram
 PRIME_SNIFFER_PORT = 7919  # PRIME PLC sniffers export MAC frames over UDP to this port
+MAX_UDP_NOTES = 8  # datagrams without framing noted one by one per link; the rest are counted
 MAX_RECORD = 65535  # Scapy's read limit per record
 _U16 = struct.Struct("!H")
 _IPV4 = struct.Struct("!BxHHHxB")  # version/ihl, total length, id, flags/offset, protocol
@@ -172,6 +175,7 @@ class _Fragments:
     def __init__(self, max_groups: int = MAX_FRAGMENT_GROUPS) -> None:
         self.max_groups = max_groups
         self.groups: OrderedDict[tuple[Any, ...], _FragmentGroup] = OrderedDict()
+        self.overflowed: list[tuple[tuple[Any, ...], _FragmentGroup]] = []
 
     def add(self, key: tuple[Any, ...], offset: int, more: bool, data: bytes, proto: int | None,
             frame_no: int, time: float) -> tuple[int, bytes] | None:
@@ -183,6 +187,10 @@ class _Fragments:
         if offset not in group.pieces or len(group.pieces[offset]) < len(data):
             group.size += len(data) - len(group.pieces.get(offset, b""))
             group.pieces[offset] = data
+            if group.size > MAX_FRAGMENT_BYTES or len(group.pieces) > MAX_FRAGMENT_PIECES:
+                del self.groups[key]  # overlapping or tiny fragments without end: given up
+                self.overflowed.append((key, group))
+                return None
         if not more:
             group.total = offset + len(data)
         if offset == 0 and proto is not None:
@@ -221,6 +229,7 @@ class _Decoder:
         self.fragments = _Fragments()
         self.unsupported: set[int | None] = set()
         self.prime: tuple[int, float, int] | None = None  # first frame, time, datagrams
+        self.unframed: dict[str, list] = {}  # link -> [noted, more, last frame, last time]
 
     def frame(self, frame_no: int, time: float, linktype: int | None, data: bytes,
               direction: Direction, comment: str | None) -> Iterator[Record | LinkEvent | Note]:
@@ -261,6 +270,13 @@ class _Decoder:
         for key, group in self.fragments.groups.items():
             yield self._fragment_note(key, group, "the capture ended first")
         self.fragments.groups.clear()
+        for link, (_, more, frame_no, time) in self.unframed.items():
+            if more:
+                yield Note(frame_no, time, link, "warning", "framing.not-found",
+                           f"{more} more UDP datagram(s) on port {DLMS_PORT} were neither HDLC, "
+                           f"wrapper nor an APDU (only the first {MAX_UDP_NOTES} are noted one "
+                           "by one)")
+        self.unframed.clear()
         if self.prime is not None:
             frame_no, time, count = self.prime
             yield Note(frame_no, time, "", "warning", "prime.unsupported",
@@ -313,7 +329,7 @@ class _Decoder:
         length = _U16.unpack_from(data, p + 4)[0]
         nh = data[p + 6]
         src, dst = data[p + 8 : p + 24], data[p + 24 : p + 40]
-        end = p + 40 + length if length else len(data)
+        end = min(p + 40 + length, len(data)) if length else len(data)  # a capture may cut it
         q = p + 40
         while True:
             if nh in IPV6_SKIPPABLE or nh == IPV6_AH:
@@ -364,6 +380,10 @@ class _Decoder:
         done = self.fragments.add(key, offset, more, payload, proto, frame_no, time)
         notes = [self._fragment_note(k, g, "too many incomplete datagrams")
                  for k, g in self.fragments.evict()]
+        notes += [self._fragment_note(k, g, f"more than {MAX_FRAGMENT_PIECES} fragments or "
+                                      f"{MAX_FRAGMENT_BYTES} bytes for one datagram")
+                  for k, g in self.fragments.overflowed]
+        self.fragments.overflowed.clear()
         if done is None:
             return (notes, None, None) if notes else None
         return notes, done[1], done[0]
@@ -408,8 +428,18 @@ class _Decoder:
             detected = detect_transport(body)
             on_dlms_port = DLMS_PORT in (sport, dport)
             if detected is None and on_dlms_port:
-                return Note(frame_no, time, f"udp {endpoint(src, sport)}-{endpoint(dst, dport)}",
-                            "warning", "framing.not-found",
+                link = f"udp {endpoint(src, sport)}-{endpoint(dst, dport)}"
+                count = self.unframed.get(link)
+                if count is None:
+                    if len(self.unframed) >= MAX_FRAGMENT_GROUPS:
+                        self.unframed.pop(next(iter(self.unframed)))
+                    count = self.unframed[link] = [0, 0, frame_no, time]
+                count[2:] = [frame_no, time]
+                if count[0] >= MAX_UDP_NOTES:
+                    count[1] += 1  # a flood of noise: counted, reported at the end
+                    return None
+                count[0] += 1
+                return Note(frame_no, time, link, "warning", "framing.not-found",
                             f"UDP datagram of {len(body)} byte(s) on port {DLMS_PORT} is neither "
                             "HDLC, wrapper nor an APDU")
             if detected is None or (detected == "raw" and not on_dlms_port):

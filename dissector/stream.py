@@ -36,6 +36,7 @@ from .sources import read_capture
 __all__ = ["Note", "Pdu", "hdlc_direction", "iter_pdus", "pdus_from_records"]
 
 MAX_PROBE = 64 * 1024  # bytes kept while looking for the framing of a stream
+MAX_LEARNED = 4096  # HDLC address pairs whose direction a stream remembers
 LLC_REQUEST = b"\xe6\xe6"
 LLC_RESPONSE = b"\xe6\xe7"
 _COMMANDS = frozenset({0x83, 0x43})  # SNRM, DISC (P/F bit cleared)
@@ -106,6 +107,8 @@ def hdlc_direction(frame: bytes, learned: dict[tuple[bytes, bytes], Direction] |
         return direction
     if direction == UNKNOWN:
         return learned.get((dest, src), UNKNOWN)
+    if len(learned) >= MAX_LEARNED and (dest, src) not in learned:
+        learned.clear()  # a flood of addresses: start over rather than grow without bound
     learned[(dest, src)] = direction
     learned[(src, dest)] = SERVER_TO_CLIENT if direction == CLIENT_TO_SERVER else CLIENT_TO_SERVER
     return direction

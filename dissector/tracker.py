@@ -27,6 +27,7 @@ RESPONSE_OF = {"get-request": "get-response", "set-request": "set-response",
                "aarq": "aare", "rlrq": "rlre", "initiate-request": "initiate-response"}
 ERROR_APDUS = ("confirmed-service-error", "exception-response")
 MAX_PENDING = 256
+MAX_ASSOCIATIONS = 1024  # links followed at once; older ones are summarised and dropped
 
 
 def plain_name(name: str) -> str:
@@ -122,11 +123,15 @@ class Tracker:
     def __init__(self, keystore: Keystore | None = None) -> None:
         self.associations: dict[str, AssociationState] = {}
         self.closed: list[dict[str, Any]] = []
+        self.keep_summaries = True
         self.keystore = keystore or Keystore([])
 
     def get(self, link: str) -> AssociationState:
         st = self.associations.get(link)
         if st is None:
+            if len(self.associations) >= MAX_ASSOCIATIONS:
+                for name in list(self.associations)[: MAX_ASSOCIATIONS // 4]:
+                    self.forget(name, keep_summary=self.keep_summaries)
             st = self.associations[link] = AssociationState(link)
         return st
 
@@ -204,7 +209,8 @@ class Tracker:
         st.keys.server_title = getattr(pkt, "responding_ap_title", None) or st.keys.server_title
         st.stoc = getattr(pkt, "authentication_value", None)
         inner = _initiate(rec)
-        if inner is not None and inner.apdu_name == "initiate-response":
+        if inner is not None and inner.apdu_name == "initiate-response" \
+                and inner.conformance is not None:
             st.conformance = int(inner.conformance)
             st.max_pdu["server"] = inner.server_max_receive_pdu_size
         result = getattr(pkt, "result", None)
@@ -411,8 +417,9 @@ class Tracker:
             rec.findings.append(Finding("warning", "security.downgrade",
                                         f"ciphered request (frame {req.frames[0]}) answered in"
                                         " clear"))
-        elif (asked["authenticated"] and not got["authenticated"]) or \
-                (asked["encrypted"] and not got["encrypted"]):
+        elif got["control"] is not None and (
+                (asked["authenticated"] and not got["authenticated"])
+                or (asked["encrypted"] and not got["encrypted"])):
             rec.findings.append(Finding(
                 "warning", "security.downgrade",
                 f"response protection SC={got['control']:02X} is weaker than the request's"

@@ -44,7 +44,7 @@ from scapy.packet import Packet, RawVal
 from .expert import add_finding
 from .fields import OctetsField, VarLenField, decode_length
 from .obis import INTERFACE_CLASSES, ObisField, obis_name, obis_str
-from .packet import DLMSElement
+from .packet import DLMSElement, keep_own_bytes
 
 #: A-XDR Data type tag -> Green Book name.
 DATA_TYPES: dict[int, str] = {
@@ -58,6 +58,9 @@ _TAG_OF_NAME = {name: tag for tag, name in DATA_TYPES.items()}
 
 #: Deepest array/structure (and compact-array type description) nesting that is decoded.
 MAX_DEPTH = 64
+#: Most array/structure elements decoded in one Data tree (each is a Packet of about a
+#: kilobyte): a longer list keeps its remaining elements undecoded, with a finding.
+MAX_ELEMENTS = 1 << 16
 
 #: Type tag -> Data subclass (filled by `_register`).
 DATA_CLASSES: dict[int, type[Data]] = {}
@@ -468,6 +471,7 @@ class Data(DLMSElement):
         directly (no Padding layer per element)."""
         s = self.post_dissect(self.do_dissect(self.pre_dissect(s)))
         if s:
+            keep_own_bytes(self, len(s))
             if isinstance(self.parent, _DataSequence):
                 self.__dict__["_axdr_left"] = s
             elif conf.padding:
@@ -528,6 +532,10 @@ class _DataListField(PacketListField):
         if want > len(s):
             return self._give_up(pkt, s, "axdr.bad-count",
                                  f"{kind} of {want} elements in {len(s)} byte(s)")
+        root = pkt
+        while isinstance(root.parent, Data):
+            root = root.parent
+        decoded = root.__dict__.get("_axdr_elements", 0)
         out: list[Packet] = []
         classes = DATA_CLASSES
         while len(out) < want:
@@ -535,6 +543,17 @@ class _DataListField(PacketListField):
                 add_finding(pkt, "error", "malformed.truncated",
                             f"{kind}: {len(out)} of {want} elements present")
                 break
+            if decoded >= MAX_ELEMENTS:
+                add_finding(root, "error", "axdr.too-many-elements",
+                            f"Data with more than {MAX_ELEMENTS} elements: {kind} element"
+                            f" {len(out) + 1} of {want} and what follows kept as {len(s)}"
+                            " undecoded byte(s)")
+                pkt.__dict__["_axdr_abort"] = True
+                pkt.__dict__["_axdr_rest"] = s
+                s = b""
+                break
+            decoded += 1
+            root.__dict__["_axdr_elements"] = decoded
             child = classes.get(s[0], DataUnknown)(s, _parent=pkt)
             out.append(child)
             s = child.__dict__.pop("_axdr_left", b"")
@@ -857,7 +876,7 @@ class SelectiveAccessDescriptor(DLMSElement):
 
 
 __all__ = [
-    "DATA_CLASSES", "DATA_TYPES", "MAX_DEPTH", "CosemAttributeDescriptor",
+    "DATA_CLASSES", "DATA_TYPES", "MAX_DEPTH", "MAX_ELEMENTS", "CosemAttributeDescriptor",
     "CosemMethodDescriptor", "Data", "DataArray", "DataBcd", "DataBitString", "DataBoolean",
     "DataCompactArray", "DataDate", "DataDateTime", "DataDontCare", "DataDoubleLong",
     "DataDoubleLongUnsigned", "DataEnum", "DataField", "DataFloat32", "DataFloat64",

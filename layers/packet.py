@@ -67,7 +67,16 @@ class DLMSElement(DLMSPacket):
     """A structure nested in a field (PacketField / PacketListField): it takes only its bytes."""
 
     def extract_padding(self, s: bytes) -> tuple[bytes, bytes]:
+        keep_own_bytes(self, len(s))
         return b"", s
+
+
+def keep_own_bytes(pkt: Packet, rest: int) -> None:
+    """Make `pkt.original` the element's own bytes, not every byte after it too: an element of
+    a long list would otherwise keep the rest of the list alive (memory quadratic in the list)."""
+    original = pkt.original
+    if rest and isinstance(original, bytes) and len(original) >= rest:
+        object.__setattr__(pkt, "original", original[: len(original) - rest])
 
 
 def decipher_tree(pkt: Packet, ctx: Any) -> None:

@@ -55,8 +55,9 @@ GET_DATA_RESULT_CHOICES: dict[int, str] = {0: "data", 1: "data-access-result"}
 #: DataBlock-G result CHOICE.
 DATABLOCK_G_CHOICES: dict[int, str] = {0: "raw-data", 1: "data-access-result"}
 
-#: Lists longer than Scapy's default limit (100) are common (profile reads, push lists).
-MAX_LIST = 1 << 20
+#: Lists longer than Scapy's default limit (100) are common (profile reads, push lists); each
+#: element is a Packet (about a kilobyte), so the bound matches `axdr.MAX_ELEMENTS`.
+MAX_LIST = 1 << 16
 
 
 # --------------------------------------------------------------------------------------------
