@@ -13,7 +13,6 @@ import gc
 import sys
 import tracemalloc
 
-import pytest
 from conftest import ROOT
 from scapy.compat import raw
 
