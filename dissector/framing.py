@@ -16,7 +16,8 @@ from typing import Literal, cast
 from layers.apdu.base import TAG_NAMES
 from layers.crc import crc16
 
-Transport = Literal["hdlc", "wrapper", "raw"]
+Transport = Literal["hdlc", "wrapper", "raw", "mbus"]
+MBUS_LONG_START = 0x68
 TRANSPORTS: tuple[str, ...] = ("hdlc", "wrapper", "raw")
 
 FLAG = 0x7E
@@ -440,6 +441,13 @@ def _start_at(data: bytes | bytearray, p: int, n: int) -> tuple[str, int]:
     PDU starts there, ("no", 0) when none can, ("wait", m) when it depends on bytes not yet
     there (nothing can change before `m` bytes are present)."""
     b = data[p]
+    if b == MBUS_LONG_START:
+        from layers.mbus import frame_length
+
+        length = frame_length(bytes(data[p:n]), 0, strict=True)
+        if length is None:
+            return "no", 0
+        return ("mbus", 0) if length else ("wait", p + (data[p + 1] + 6 if n > p + 1 else 4))
     if b == FLAG:
         state, length, hcs_ok, fcs_ok = _check_hdlc(data, p, n)
         if state == "frame":
@@ -509,7 +517,7 @@ class StartFinder:
         p = self._scanned - base
         while p < n and not (found and found[0][0] < base + p):
             b = buf[p]
-            if b == FLAG or b == 0:
+            if b == FLAG or b == 0 or b == MBUS_LONG_START:
                 kind, need = _start_at(buf, p, n)
                 if kind == "wait":
                     heapq.heappush(self._waiting, (base + need, base + p))
@@ -538,14 +546,11 @@ class StartFinder:
 
 
 def _next_candidate(buf: bytes | bytearray, p: int) -> int:
-    """Offset of the next 7E or 00 byte at or after `p`, or -1."""
-    a = buf.find(FLAG, p)
-    b = buf.find(0, p)
-    if a < 0:
-        return b
-    if b < 0:
-        return a
-    return min(a, b)
+    """Offset of the next byte that may start a PDU (7E HDLC, 00 wrapper, 68 M-Bus long frame)
+    at or after `p`, or -1."""
+    found = [i for i in (buf.find(FLAG, p), buf.find(0, p), buf.find(MBUS_LONG_START, p))
+             if i >= 0]
+    return min(found) if found else -1
 
 
 def split_hdlc_frames(data: bytes) -> list[bytes]:
@@ -556,12 +561,16 @@ def split_hdlc_frames(data: bytes) -> list[bytes]:
     return [piece.data for piece in pieces if isinstance(piece, Piece)]
 
 
-def new_splitter(transport: str) -> HdlcSplitter | WrapperSplitter:
-    """A splitter for "hdlc" or "wrapper"."""
+def new_splitter(transport: str) -> _Splitter:
+    """A splitter for "hdlc", "wrapper" or "mbus"."""
     if transport == "hdlc":
         return HdlcSplitter()
     if transport == "wrapper":
         return WrapperSplitter()
+    if transport == "mbus":
+        from .linklayers import MbusSplitter
+
+        return MbusSplitter()
     raise ValueError(f"no splitter for transport {transport!r}")
 
 

@@ -56,34 +56,7 @@ class HexInput:
         yield from self._events(self.mbus.flush() + self.mode_e.flush())
 
     def _events(self, events: list) -> Iterator[ApduRecord]:
-        from layers.expert import Finding
-
-        from .framing import FramingNote
-        from .linklayers import LinkFrame
-
-        notes: list[Finding] = []
-        for ev in events:
-            if isinstance(ev, FramingNote):
-                notes.append(Finding(ev.severity, ev.code, ev.message))
-            elif isinstance(ev, LinkFrame):
-                kind = ev.kind if ev.kind != "mbus" else type(ev.packet).__name__
-                name = _link_record_name(kind)
-                yield self.dis.link_frame(ev.packet, name, ev.frames, ev.time,
-                                          "mbus" if name.startswith("mbus") else "mode-e",
-                                          ev.direction, ev.findings + notes)
-                notes = []
-            else:
-                ev.findings[:0] = notes
-                notes = []
-                yield from self.dis.feed(ev)
-        if notes:
-            self.dis.pending_notes.extend(notes)
-
-
-def _link_record_name(kind: str) -> str:
-    names = {"MBusAck": "mbus-ack", "MBusShortFrame": "mbus-short-frame",
-             "MBusLongFrame": "mbus-long-frame"}
-    return names.get(kind, f"mode-e-{kind}")
+        return self.dis.events(events)
 
 
 def units_from_line(data: bytes, line_no: int) -> list[Unit]:

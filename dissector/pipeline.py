@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from scapy.packet import Packet
 
@@ -64,6 +65,7 @@ class Dissector:
         self.blocks = BlockReassembler()
         self.hdlc_directions: dict[tuple[str, bytes, bytes], str] = {}
         self.pending_notes: list[Finding] = []
+        self.mbus: dict[str, Any] = {}
         self.count = 0
 
     def context(self, link: str) -> KeyContext:
@@ -97,7 +99,12 @@ class Dissector:
         return self.hdlc.drop(link)
 
     def finish(self) -> list[Finding]:
-        """End of input: what never completed (HDLC segments, block transfers)."""
+        """End of input: what never completed (HDLC segments, block transfers, M-Bus)."""
+        from .framing import FramingNote
+
+        for framer in self.mbus.values():
+            self.pending_notes += [Finding(e.severity, e.code, e.message)
+                                   for e in framer.flush() if isinstance(e, FramingNote)]
         out = self.pending_notes + [Finding("warning", "hdlc.incomplete",
                        f"{k[0]}: segmented APDU never completed (frames"
                        f" {','.join(map(str, p.frames))})") for k, p in self.hdlc.pending.items()]
@@ -114,6 +121,14 @@ class Dissector:
     def feed(self, unit: Unit) -> Iterator[ApduRecord]:
         if unit.transport == "hdlc":
             yield from self._hdlc(unit)
+        elif unit.transport == "mbus":
+            framer = self.mbus.get(unit.link)
+            if framer is None:
+                from .linklayers import MbusFramer
+
+                framer = self.mbus[unit.link] = MbusFramer(unit.link)
+            yield from self.events(framer.feed_frame(unit.data, unit.frames, unit.time),
+                                   unit.findings)
         elif unit.transport == "wrapper":
             yield from self._wrapper(unit)
         else:
@@ -155,6 +170,27 @@ class Dissector:
             return
         yield from self._apdu(unit, done.data, link, direction, [frame], "hdlc",
                               frames=sorted(set(done.frames) | set(unit.frames)))
+
+    def events(self, events: list[Any], findings: list[Finding] | None = None
+               ) -> Iterator[ApduRecord]:
+        """What a link-layer framer (M-Bus, mode E) gives: APDU units are dissected, link
+        messages become records of their own, framing notes ride on the next record."""
+        from .framing import FramingNote
+        from .linklayers import LinkFrame
+
+        notes: list[Finding] = list(findings or [])
+        for ev in events:
+            if isinstance(ev, FramingNote):
+                notes.append(Finding(ev.severity, ev.code, ev.message))
+            elif isinstance(ev, LinkFrame):
+                yield self.link_frame(ev.packet, _link_record_name(ev), ev.frames, ev.time,
+                                      ev.link, ev.direction, ev.findings + notes)
+                notes = []
+            else:
+                ev.findings[:0] = notes
+                notes = []
+                yield from self.feed(ev)
+        self.pending_notes.extend(notes)
 
     def link_frame(self, packet: Packet, name: str, frames: list[int], time: float, link: str,
                    direction: str, findings: list[Finding]) -> ApduRecord:
@@ -256,3 +292,12 @@ def _hdlc_direction(kind: str, dst: bytes, src: bytes, info: bytes, known: str |
     if len(dst) == 1 and len(src) > 1:
         return "server->client"
     return "unknown"
+
+
+def _link_record_name(frame: Any) -> str:
+    """`mbus-ack`, `mbus-short-frame`, `mbus-long-frame`, `mode-e-sign-on`, ..."""
+    names = {"MBusAck": "mbus-ack", "MBusShortFrame": "mbus-short-frame",
+             "MBusLongFrame": "mbus-long-frame"}
+    kind = frame.kind
+    return names.get(type(frame.packet).__name__, "mbus-frame") if kind == "mbus" \
+        else f"mode-e-{kind}"

@@ -245,8 +245,10 @@ class _Decoder:
             yield from self._ethertype(frame_no, time, ethertype, data, p, comment)
         elif linktype == LINKTYPE_USER0:
             if data:
-                yield Record(frame_no, time, SERIAL_LINK, direction, data, "hdlc",
-                             comment=comment)
+                # HDLC from a serial line, or wired M-Bus when the line opens with a long frame
+                mbus = len(data) >= 4 and data[0] == data[3] == 0x68 and data[1] == data[2]
+                yield Record(frame_no, time, SERIAL_LINK, direction, data,
+                             "mbus" if mbus else "hdlc", comment=comment)
         elif linktype in RAW_IP_LINKTYPES:
             yield from self._ip(frame_no, time, data, 0, comment)
         elif linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):

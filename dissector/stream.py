@@ -133,7 +133,7 @@ class _Channel:
 
     def _choose(self, transport: str) -> None:
         self.transport = transport
-        if transport in ("hdlc", "wrapper"):
+        if transport in ("hdlc", "wrapper", "mbus"):
             self.splitter = new_splitter(transport)
 
     def feed(self, record: Record) -> Iterator[Pdu | Note]:

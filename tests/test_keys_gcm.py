@@ -262,8 +262,9 @@ def test_protect_unprotect_round_trip(inp: dict, where: int, spoil: str) -> None
     if tagged:
         with pytest.raises(TagMismatch):
             unprotect(**args)
-    elif spoil != "ak" and inp["plaintext"]:
-        out = unprotect(**args)  # no tag: no error, other bytes
+    elif spoil != "ak" and len(inp["plaintext"]) >= 8:
+        # no tag: no error, other bytes (a shorter plaintext may come out the same by chance)
+        out = unprotect(**args)
         assert out != inp["plaintext"]
 
 

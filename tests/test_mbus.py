@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -379,3 +380,30 @@ def test_hypothesis_random_bytes_never_raise(data: bytes, prefix: bytes) -> None
     framer = MbusFramer()
     events = framer.feed(wire) + framer.flush()
     assert all(isinstance(e, Unit | LinkFrame | FramingNote) for e in events)
+
+
+def test_read_finds_mbus_in_a_serial_capture(tmp_path: Path) -> None:
+    """M-Bus long frames in a capture (link type 147, one record per serial read, cut at odd
+    places) are found by `read`, joined and deciphered like `decode` does (issue: link layers)."""
+    import io as _io
+    import json as _json
+
+    from scapy.utils import RawPcapWriter
+
+    from dissector.cli import main
+
+    items = _json.loads(corpus_path("manifest.json").read_text())["items"]
+    item = next(i for i in items if i["id"] == "item008")
+    data = bytes.fromhex(item["hex"])
+    path = tmp_path / "mbus.pcap"
+    writer = RawPcapWriter(str(path), linktype=147)
+    writer.write_header(None)
+    for n, start in enumerate(range(0, len(data), 37)):
+        writer.write_packet(data[start:start + 37], sec=1_700_000_000 + n, usec=0)
+    writer.close()
+    out = _io.StringIO()
+    assert main(["read", str(path), "--json", "--ek", "101112131415161718191A1B1C1D1E1F"],
+                out) == 0
+    rows = [_json.loads(x) for x in out.getvalue().splitlines() if '"apdu"' in x]
+    assert [r["inner"] for r in rows] == ["data-notification"]
+    assert rows[0]["plaintext"] == item["plaintext_hex"].upper()
