@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--stats", action="store_true", help="per-association statistics at the end")
     rd.add_argument("--jobs", type=int, default=1, metavar="N",
                     help="dissect associations in N processes (output stays in capture order)")
-    rd.add_argument("--port", action="append", default=[], metavar="N:wrapper|hdlc",
+    rd.add_argument("--port", action="append", default=[], metavar="N:wrapper|hdlc|raw|mbus",
                     help="force the transport on a TCP/UDP port (repeatable)")
     _key_options(rd)
     add_sniff_commands(sub, _key_options, _output_options)

@@ -18,7 +18,7 @@ from layers.crc import crc16
 
 Transport = Literal["hdlc", "wrapper", "raw", "mbus"]
 MBUS_LONG_START = 0x68
-TRANSPORTS: tuple[str, ...] = ("hdlc", "wrapper", "raw")
+TRANSPORTS: tuple[str, ...] = ("hdlc", "wrapper", "raw", "mbus")
 
 FLAG = 0x7E
 WRAPPER_VERSION = b"\x00\x01"
