@@ -191,7 +191,7 @@ def _json_ok(value: Any) -> None:
 # --------------------------------------------------------------------------- Gurux oracle
 
 def _gurux() -> tuple[Any, Any, Any, Any, Any]:
-    pytest.importorskip("gurux_dlms")
+    import gurux_dlms  # noqa: F401 - in the test extra
     from gurux_dlms.enums import DataType
     from gurux_dlms.GXByteBuffer import GXByteBuffer
     from gurux_dlms.GXDLMSSettings import GXDLMSSettings

@@ -246,10 +246,9 @@ def test_noise_on_a_dlms_port_is_read_in_linear_time(pattern: bytes, size: int) 
 
 def test_serial_channel_of_the_live_sniffer() -> None:
     """The serial sniffer's channel (sign-on text and HDLC on one line), fed in pieces."""
-    live = pytest.importorskip("dissector.live")
-    channel = getattr(live, "SerialChannel", None)
-    if channel is None:
-        pytest.skip("dissector.live has no SerialChannel")
+    from dissector import live
+
+    channel = live.SerialChannel
     streams = [b"/?!\r\n", b"/ABC5XYZ\r\n", b"\x06050\r\n", b"/" + b"A" * 5000,
                b"\x7e\xa0" * 3000, b"/?" + bytes(range(256)) * 8]
     streams += [b"".join(seeds()["hdlc"][i : i + 20]) for i in range(0, 200, 20)]
@@ -302,10 +301,8 @@ def test_unsupported_suite_with_keys_is_a_finding(sc: str) -> None:
 @given(buf=st.one_of(st.binary(max_size=300), PDUS), after_flag=st.booleans())
 def test_serial_record_cutting_of_the_live_sniffer(buf: bytes, after_flag: bool) -> None:
     """Where the serial reader ends a capture record: within the bytes it has, never raising."""
-    live = pytest.importorskip("dissector.live")
-    record_end = getattr(live, "record_end", None)
-    if record_end is None:
-        pytest.skip("dissector.live has no record_end")
+    from dissector.live import record_end
+
     end = record_end(buf, after_flag)
     assert 0 <= end <= len(buf)
 

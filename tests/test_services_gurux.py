@@ -8,7 +8,6 @@ import datetime
 import xml.etree.ElementTree as ET
 from typing import Any
 
-import pytest
 from scapy.compat import raw
 from scapy.packet import Packet
 
@@ -23,10 +22,9 @@ try:  # tests/ as a package, or as a plain directory on sys.path
 except ImportError:
     from test_services import check  # type: ignore[no-redef]
 
-gx = pytest.importorskip("gurux_dlms", reason="gurux-dlms (a test dependency) is not installed")
 
-from gurux_dlms import GXByteBuffer, GXDateTime, GXDLMSClient, GXDLMSTranslator  # noqa: E402
-from gurux_dlms.enums import (  # noqa: E402
+from gurux_dlms import GXByteBuffer, GXDateTime, GXDLMSClient, GXDLMSTranslator
+from gurux_dlms.enums import (
     Authentication,
     Conformance,
     DataType,
@@ -34,9 +32,9 @@ from gurux_dlms.enums import (  # noqa: E402
     RequestTypes,
     TranslatorOutputType,
 )
-from gurux_dlms.GXDLMSGateway import GXDLMSGateway  # noqa: E402
-from gurux_dlms.GXDLMSNotify import GXDLMSNotify  # noqa: E402
-from gurux_dlms.objects import (  # noqa: E402
+from gurux_dlms.GXDLMSGateway import GXDLMSGateway
+from gurux_dlms.GXDLMSNotify import GXDLMSNotify
+from gurux_dlms.objects import (
     GXDLMSCaptureObject,
     GXDLMSClock,
     GXDLMSData,
