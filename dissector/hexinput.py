@@ -43,9 +43,9 @@ class HexInput:
         from .linklayers import llc432_unit, looks_like_llc432, looks_like_mbus, looks_like_mode_e
 
         if data[:1] != b"\x7e" and looks_like_mode_e(data):
-            yield from self._events(self.mode_e.feed(data, line_no))
+            yield from self.dis.events(self.mode_e.feed(data, line_no))
         elif data[:1] != b"\x7e" and looks_like_mbus(data):
-            yield from self._events(self.mbus.feed(data, line_no))
+            yield from self.dis.events(self.mbus.feed(data, line_no))
         elif looks_like_llc432(data):
             yield from self.dis.feed(llc432_unit(data, line_no))
         else:
@@ -53,10 +53,7 @@ class HexInput:
                 yield from self.dis.feed(unit)
 
     def finish(self) -> Iterator[ApduRecord]:
-        yield from self._events(self.mbus.flush() + self.mode_e.flush())
-
-    def _events(self, events: list) -> Iterator[ApduRecord]:
-        return self.dis.events(events)
+        yield from self.dis.events(self.mbus.flush() + self.mode_e.flush())
 
 
 def units_from_line(data: bytes, line_no: int) -> list[Unit]:
