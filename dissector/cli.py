@@ -53,6 +53,13 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="dlms-dissect", description="DLMS/COSEM dissector with decryption")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -68,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("-w", dest="write", metavar="OUT.pcapng",
                     help="write each deciphered APDU as wrapper-over-UDP-4059")
     rd.add_argument("--stats", action="store_true", help="per-association statistics at the end")
-    rd.add_argument("--jobs", type=int, default=1, metavar="N",
+    rd.add_argument("--jobs", type=_positive, default=1, metavar="N",
                     help="dissect associations in N processes (output stays in capture order)")
     rd.add_argument("--port", action="append", default=[], metavar="N:wrapper|hdlc|raw|mbus",
                     help="force the transport on a TCP/UDP port (repeatable)")

@@ -297,7 +297,12 @@ class KeyContext:
                 return self._keystream_fallback(env, res, primary, sc, title, ic, payload)
         elif primary:
             cand = primary[0]
-            res.plaintext = keystream_decrypt(sc, cand.key, title, ic, payload)
+            try:
+                res.plaintext = keystream_decrypt(sc, cand.key, title, ic, payload)
+            except CipherInputError as exc:
+                add_finding(env, "error", "security.cannot-decipher",
+                            f"{cand.name}: {exc}")
+                return res
             res.key_name = cand.name
             add_finding(env, "warning", "security.not-well-formed",
                         f"encryption only (no tag): {cand.name} deciphers to bytes that do not"
