@@ -19,9 +19,10 @@ class Close:
     link: str
 
 
-def units_of_capture(path: str, ports: dict[int, str] | None = None
+def units_of_capture(path: str | list[str], ports: dict[int, str] | None = None
                      ) -> Iterator[Unit | Close | Trailing]:
-    """Transport units of a capture in capture order; capture notes ride on the next unit."""
+    """Transport units of a capture (or of several files read as one) in capture order;
+    capture notes ride on the next unit."""
     from .records import LinkEvent, Note
     from .stream import iter_pdus
 
@@ -46,7 +47,8 @@ def units_of_capture(path: str, ports: dict[int, str] | None = None
     if not units and unsupported:
         from .sources import CaptureError
 
-        raise CaptureError(f"{path}: {unsupported}")
+        label = path if isinstance(path, str) else ", ".join(path)
+        raise CaptureError(f"{label}: {unsupported}")
     if notes:
         yield Trailing(notes)
 
@@ -64,15 +66,16 @@ def feed(dis: Dissector, item: Unit | Close | Trailing) -> Iterator[ApduRecord]:
         dis.close(item.link)
         return iter(())
     if isinstance(item, Trailing):
-        dis.pending_notes.extend(item.findings)
+        dis.add_notes(item.findings)
         return iter(())
     return dis.feed(item)
 
 
-def dissect_capture(path: str, dis: Dissector,
+def dissect_capture(path: str | list[str], dis: Dissector,
                     ports: dict[int, str] | None = None) -> Iterator[ApduRecord]:
     """Stream the APDUs of a capture, in capture order; nothing is accumulated."""
-    for item in units_of_capture(path, ports):
+    for position, item in enumerate(units_of_capture(path, ports)):
+        dis.position = position
         yield from feed(dis, item)
 
 

@@ -67,8 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("hex", nargs="*", help="one frame or APDU per argument")
     _output_options(dec)
     _key_options(dec)
-    rd = sub.add_parser("read", help="dissect a capture file (pcap or pcapng)")
-    rd.add_argument("capture")
+    rd = sub.add_parser("read", help="dissect capture files (pcap or pcapng)")
+    rd.add_argument("capture", nargs="+",
+                    help="one capture, or several read one after the other as one capture"
+                         " (ring-buffer files in order)")
     _output_options(rd)
     rd.add_argument("-Y", dest="filter", metavar="FILTER",
                     help='display filter on JSON fields, e.g. \'security.key_kind == "dedicated"\'')
@@ -119,7 +121,8 @@ def _renderer(args: argparse.Namespace) -> Any:
         as_json = rec.to_json() if keep is not None or mode == "json" else None
         if keep is not None and not keep(as_json):
             return None
-        return Rendered(render(rec, mode, as_json), pcap_item(rec) if want_pcap else None)
+        return Rendered(render(rec, mode, as_json), pcap_item(rec) if want_pcap else None,
+                        rec.number, mode)
 
     return rendered
 
@@ -162,6 +165,13 @@ def _serial(dis: Dissector, records: Iterable[ApduRecord], render: Any) -> Itera
     yield ("stats", association_stats(dis))
 
 
+def _numbered_filter(args: argparse.Namespace) -> bool:
+    """A -Y filter on the record number: only the serial run knows numbers while filtering."""
+    from .display_filter import filter_fields
+
+    return bool(args.filter) and "number" in filter_fields(args.filter)
+
+
 def cmd_read(args: argparse.Namespace, out: TextIO) -> int:
     from .capture import dissect_capture, stats_text
     from .framing import parse_port_spec
@@ -169,7 +179,7 @@ def cmd_read(args: argparse.Namespace, out: TextIO) -> int:
     store = load_keys(args)
     ports = dict(parse_port_spec(p) for p in args.port) or None
     render = _renderer(args)
-    if args.jobs > 1:
+    if args.jobs > 1 and not _numbered_filter(args):
         from .parallel import run_parallel
 
         items: Iterable[Any] = run_parallel(args.capture, ports, store, args.jobs, render,

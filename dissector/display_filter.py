@@ -131,3 +131,9 @@ def compile_filter(text: str) -> Filter:
     if pos != len(toks):
         raise FilterError(f"unexpected {toks[pos][1]!r} in filter")
     return result
+
+
+def filter_fields(text: str) -> set[str]:
+    """The record fields a filter reads (first path component: `security` for
+    `security.key_kind`)."""
+    return {val.split(".")[0] for kind, val in _tokens(text) if kind == "field"}

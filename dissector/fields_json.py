@@ -27,23 +27,43 @@ def _named(fld: Field) -> bool:
     return found
 
 
-def _value(pkt: Packet, fld: Field, val: Any, depth: int) -> Any:
-    if isinstance(val, Packet):
-        return packet_fields(val, depth + 1)
-    if isinstance(val, list):
-        return [_value(pkt, fld, v, depth) for v in val]
-    if isinstance(val, (bytes, bytearray)):
-        return bytes(val).hex().upper()
-    if isinstance(val, int) and not isinstance(val, bool):
-        if not _named(fld):
+_PLANS: dict[type, list[tuple[str, Field, Field | None, bool]]] = {}
+
+
+def _plan(cls: type[Packet]) -> list[tuple[str, Field, Field | None, bool]]:
+    """Per layer class, once: (name, field, the ConditionalField or None, shows names)."""
+    plan = _PLANS.get(cls)
+    if plan is None:
+        plan = _PLANS[cls] = [
+            (fld.name, fld, fld if isinstance(fld, ConditionalField) else None, _named(fld))
+            for fld in cls.fields_desc]
+    return plan
+
+
+def _value(pkt: Packet, fld: Field, val: Any, depth: int, named: bool) -> Any:
+    kind = type(val)
+    if kind is int:
+        if not named:
             return val
         shown = fld.i2repr(pkt, val)
         if isinstance(shown, str) and shown not in (str(val), hex(val)) and \
                 not shown.startswith("0x"):
             return {"value": val, "name": shown}
         return val
+    if kind is bytes:
+        return val.hex().upper()
+    if kind is list:
+        return [_value(pkt, fld, v, depth, named) for v in val]
+    if isinstance(val, Packet):
+        return packet_fields(val, depth + 1)
+    if isinstance(val, (bytes, bytearray)):
+        return bytes(val).hex().upper()
+    if isinstance(val, int) and not isinstance(val, bool):
+        return _value(pkt, fld, int(val), depth, named)
     if isinstance(val, (str, float, bool)) or val is None:
         return val
+    if isinstance(val, list):
+        return [_value(pkt, fld, v, depth, named) for v in val]
     return str(val)
 
 
@@ -56,13 +76,18 @@ def packet_fields(pkt: Packet | None, depth: int = 0) -> dict[str, Any] | None:
         return None
     if isinstance(pkt, Raw):
         return {"layer": pkt.name, "load": bytes(pkt.load).hex().upper()}
-    out: dict[str, Any] = {"layer": getattr(pkt, "apdu_name", None) or pkt.name}
-    for fld in pkt.fields_desc:
-        if isinstance(fld, ConditionalField) and not fld._evalcond(pkt):
+    out: dict[str, Any] = {"layer": getattr(type(pkt), "apdu_name", None) or pkt.name}
+    fields, overloaded, defaults = pkt.fields, pkt.overloaded_fields, pkt.default_fields
+    for name, fld, cond, named in _plan(type(pkt)):
+        if cond is not None and not cond._evalcond(pkt):
             continue
-        if fld.name not in pkt.fields and fld.name not in pkt.default_fields:
+        if name in fields:
+            val = fields[name]
+        elif name in defaults:
+            val = overloaded[name] if name in overloaded else defaults[name]
+        else:
             continue
-        out[fld.name] = _value(pkt, fld, pkt.getfieldval(fld.name), depth)
+        out[name] = _value(pkt, fld, val, depth, named)
     res = pkt.__dict__.get("deciphered")
     if res is not None and getattr(res, "packet", None) is not None:
         out["deciphered"] = packet_fields(res.packet, depth + 1)

@@ -58,7 +58,8 @@ class ApduRecord:
     @cached_property
     def signing(self) -> Any:
         """The general-signing envelope around the APDU, if any."""
-        return next((p for p in self.nodes if getattr(p, "family", "") == "signing"), None)
+        return next((p for p in self.nodes if getattr(type(p), "family", "") == "signing"),
+                    None)
 
     @cached_property
     def nodes(self) -> list[Packet]:

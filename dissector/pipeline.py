@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from scapy.packet import Packet
+from scapy.packet import Packet, Raw
 
 from keys.context import REQUEST_TAGS, KeyContext
 from keys.keystore import Keystore
@@ -65,8 +65,19 @@ class Dissector:
         self.blocks = BlockReassembler()
         self.hdlc_directions: dict[tuple[str, bytes, bytes], str] = {}
         self.pending_notes: list[Finding] = []
+        self.note_positions: list[int] = []  # position of each pending note's unit
         self.mbus: dict[str, Any] = {}
         self.count = 0
+
+    @property
+    def position(self) -> int:
+        """Index in the capture of the unit being fed (set by whoever feeds units), which
+        places end-of-input findings and association summaries as a serial run would."""
+        return self.tracker.position
+
+    @position.setter
+    def position(self, value: int) -> None:
+        self.tracker.position = value
 
     def context(self, link: str) -> KeyContext:
         ctx = self.contexts.get(link)
@@ -82,9 +93,9 @@ class Dissector:
         for name in list(self.contexts)[: MAX_LINKS // 4]:
             del self.contexts[name]
             self.tracker.forget(name, keep_summary=self.keep_stats)
-        self.pending_notes.append(Finding(
+        self.add_notes([Finding(
             "warning", "state.links-evicted",
-            f"more than {MAX_LINKS} links at once: the state of the oldest was dropped"))
+            f"more than {MAX_LINKS} links at once: the state of the oldest was dropped")])
 
     def close(self, link: str) -> list[Finding]:
         """The link closed (TCP FIN/RST): its associations end and their state is freed (kept
@@ -100,22 +111,36 @@ class Dissector:
 
     def finish(self) -> list[Finding]:
         """End of input: what never completed (HDLC segments, block transfers, M-Bus)."""
+        return [f for _, f in self.finish_ranked()]
+
+    def finish_ranked(self) -> list[tuple[tuple[int, int], Finding]]:
+        """`finish` with each finding's place in a serial run: notes by the position of their
+        unit, then incomplete HDLC segments, then incomplete block transfers, each by first
+        frame. Sorting merges the findings of several dissectors into the serial order."""
         from .framing import FramingNote
 
         for framer in self.mbus.values():
-            self.pending_notes += [Finding(e.severity, e.code, e.message)
-                                   for e in framer.flush() if isinstance(e, FramingNote)]
-        out = self.pending_notes + [Finding("warning", "hdlc.incomplete",
-                       f"{k[0]}: segmented APDU never completed (frames"
-                       f" {','.join(map(str, p.frames))})") for k, p in self.hdlc.pending.items()]
-        out += [Finding("warning", "gbt.incomplete",
-                        f"{k[0]}: general-block-transfer never reached its last block (frames"
-                        f" {','.join(map(str, p.frames))})")
-                for k, (_, p) in self.blocks.pending.items()]
+            self.add_notes([Finding(e.severity, e.code, e.message)
+                        for e in framer.flush() if isinstance(e, FramingNote)])
+        out = [((0, pos), f) for pos, f in zip(self.note_positions, self.pending_notes,
+                                                strict=True)]
+        hdlc = sorted(self.hdlc.pending.items(), key=lambda kv: kv[1].frames[:1])
+        out += [((1, p.frames[0] if p.frames else 0), Finding(
+            "warning", "hdlc.incomplete", f"{k[0]}: segmented APDU never completed (frames"
+            f" {','.join(map(str, p.frames))})")) for k, p in hdlc]
+        blocks = sorted(self.blocks.pending.items(), key=lambda kv: kv[1][1].frames[:1])
+        out += [((2, p.frames[0] if p.frames else 0), Finding(
+            "warning", "gbt.incomplete", f"{k[0]}: general-block-transfer never reached its"
+            f" last block (frames {','.join(map(str, p.frames))})")) for k, (_, p) in blocks]
         self.hdlc.pending.clear()
         self.blocks.pending.clear()
-        self.pending_notes = []
+        self.pending_notes, self.note_positions = [], []
         return out
+
+    def add_notes(self, findings: list[Finding]) -> None:
+        """Findings about the input, shown after the last APDU."""
+        self.pending_notes.extend(findings)
+        self.note_positions.extend([self.position] * len(findings))
 
     # -- per transport ------------------------------------------------------------------
     def feed(self, unit: Unit) -> Iterator[ApduRecord]:
@@ -190,7 +215,7 @@ class Dissector:
                 ev.findings[:0] = notes
                 notes = []
                 yield from self.feed(ev)
-        self.pending_notes.extend(notes)
+        self.add_notes(notes)
 
     def link_frame(self, packet: Packet, name: str, frames: list[int], time: float, link: str,
                    direction: str, findings: list[Finding]) -> ApduRecord:
@@ -211,8 +236,8 @@ class Dissector:
         frame = Wrapper(unit.data, stop_dissection_after=Wrapper)
         for f in unit.findings:
             frame.__dict__.setdefault("findings", []).append(f)
-        body = bytes(frame.payload) if frame.payload else b""
-        yield from self._apdu(unit, body, unit.link, unit.direction, [frame], "wrapper")
+        yield from self._apdu(unit, _payload_bytes(frame), unit.link, unit.direction, [frame],
+                              "wrapper")
 
     def _apdu(self, unit: Unit, data: bytes, link: str, direction: str,
               frame_packets: list[Packet], transport: str,
@@ -262,6 +287,19 @@ class Dissector:
                                        bool(gbt.last_block), data, rec.frames)
         rec.findings.extend(found)
         return done if done is not None and done.data else None
+
+
+def _payload_bytes(frame: Packet) -> bytes:
+    """The bytes after a layer dissected with `stop_dissection_after` (Raw, then any Padding),
+    read from the loads rather than rebuilt."""
+    out = []
+    layer = frame.payload
+    while isinstance(layer, Raw):  # Padding is a Raw
+        out.append(layer.load)
+        layer = layer.payload
+    if layer:
+        out.append(bytes(layer))
+    return b"".join(out)
 
 
 def _addr(raw: bytes) -> str:

@@ -15,7 +15,7 @@ import os
 import socket
 import struct
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -75,16 +75,38 @@ PCAP_MAGICS = frozenset({
 GZIP_MAGIC = b"\x1f\x8b"
 
 
+CaptureSource = str | os.PathLike[str] | BinaryIO
+
+
 def read_capture(
-    path: str | os.PathLike[str] | BinaryIO, ports: dict[int, str] | None = None
+    path: CaptureSource | Sequence[CaptureSource], ports: dict[int, str] | None = None
 ) -> Iterator[Record | LinkEvent | Note]:
     """Stream the DLMS records of a pcap or pcapng file (optionally gzipped), in capture order.
 
-    `path` is a file name or a binary file object. `ports` maps extra DLMS port numbers to the
-    transport they carry ("hdlc", "wrapper" or "raw"). Opening errors raise `CaptureError` at
-    once; records are produced lazily, one capture record at a time, so memory does not grow
-    with the file.
+    `path` is a file name or a binary file object, or a list of them: several files are read
+    one after the other as one capture (as `mergecap -a` would join them: frame numbers go on,
+    and a TCP stream or an association that a ring-buffer file cut goes on in the next file).
+    `ports` maps extra DLMS port numbers to the transport they carry ("hdlc", "wrapper" or
+    "raw"). Opening errors raise `CaptureError` at once, for every file before any is read;
+    records are produced lazily, one capture record at a time, so memory does not grow with
+    the files.
     """
+    paths = list(path) if isinstance(path, list | tuple) else [path]
+    if not paths:
+        raise CaptureError("no capture file given")
+    readers: list[tuple[Any, str]] = []
+    try:
+        for one in paths:
+            readers.append(_open(one))
+    except CaptureError:
+        for reader, _ in readers:
+            reader.close()
+        raise
+    return _records(readers, ports or {})
+
+
+def _open(path: CaptureSource) -> tuple[Any, str]:
+    """A raw pcap/pcapng reader on one file and the file's label; `CaptureError` if unusable."""
     if isinstance(path, str | os.PathLike):
         label = os.fspath(path)
         try:
@@ -105,52 +127,61 @@ def read_capture(
         handle = path
         label = str(getattr(path, "name", "capture"))
     try:
-        reader = RawPcapReader(handle)
+        return RawPcapReader(handle), label
     except (Scapy_Exception, EOFError, OSError) as exc:
         handle.close()
         raise CaptureError(f"{label}: not a readable pcap or pcapng file ({exc})") from None
-    return _records(reader, label, ports or {})
 
 
-def _records(reader: Any, label: str, ports: dict[int, str]) -> Iterator[Record | LinkEvent | Note]:
+def _records(readers: list[tuple[Any, str]], ports: dict[int, str]
+             ) -> Iterator[Record | LinkEvent | Note]:
     decoder = _Decoder(ports)
+    frame_no = 0
+    try:
+        for reader, label in readers:
+            frame_no = yield from _file_records(reader, label, decoder, frame_no)
+        yield from decoder.finish()
+    finally:
+        for reader, _ in readers:
+            reader.close()
+
+
+def _file_records(reader: Any, label: str, decoder: _Decoder, frame_no: int
+                  ) -> Generator[Record | LinkEvent | Note, None, int]:
+    """The records of one file, frames numbered on from `frame_no`; returns the last number."""
     pcapng = isinstance(reader, RawPcapNgReader)
     scale = 1e-9 if getattr(reader, "nano", False) else 1e-6
     linktype = getattr(reader, "linktype", None)
     time = 0.0
-    frame_no = 0
     packets = iter(reader)
-    try:
-        while True:
-            try:
-                data, meta = next(packets)
-            except StopIteration:
-                break
-            except Scapy_Exception as exc:
-                yield Note(frame_no + 1, time, "", "error", "capture.unreadable",
-                           f"{label}: capture record {frame_no + 1} is unreadable ({exc}); "
-                           "the rest of the file is ignored")
-                break
-            frame_no += 1
-            direction: Direction = UNKNOWN
-            comment = None
-            if pcapng:
-                linktype = meta.linktype
-                if meta.tshigh is not None:
-                    time = ((meta.tshigh << 32) | meta.tslow) / meta.tsresol
-                direction = PCAPNG_DIRECTIONS.get(meta.direction or 0, UNKNOWN)
-                if meta.comments:
-                    comment = "; ".join(c.decode("utf-8", "replace") for c in meta.comments)
-            else:
-                time = meta.sec + meta.usec * scale
-                if len(data) < meta.caplen <= MAX_RECORD:
-                    yield Note(frame_no, time, "", "warning", "capture.truncated",
-                               f"{label}: the file ends inside capture record {frame_no} "
-                               f"({len(data)} of {meta.caplen} bytes)")
-            yield from decoder.frame(frame_no, time, linktype, data, direction, comment)
-        yield from decoder.finish()
-    finally:
-        reader.close()
+    while True:
+        try:
+            data, meta = next(packets)
+        except StopIteration:
+            break
+        except Scapy_Exception as exc:
+            yield Note(frame_no + 1, time, "", "error", "capture.unreadable",
+                       f"{label}: capture record {frame_no + 1} is unreadable ({exc}); "
+                       "the rest of the file is ignored")
+            break
+        frame_no += 1
+        direction: Direction = UNKNOWN
+        comment = None
+        if pcapng:
+            linktype = meta.linktype
+            if meta.tshigh is not None:
+                time = ((meta.tshigh << 32) | meta.tslow) / meta.tsresol
+            direction = PCAPNG_DIRECTIONS.get(meta.direction or 0, UNKNOWN)
+            if meta.comments:
+                comment = "; ".join(c.decode("utf-8", "replace") for c in meta.comments)
+        else:
+            time = meta.sec + meta.usec * scale
+            if len(data) < meta.caplen <= MAX_RECORD:
+                yield Note(frame_no, time, "", "warning", "capture.truncated",
+                           f"{label}: the file ends inside capture record {frame_no} "
+                           f"({len(data)} of {meta.caplen} bytes)")
+        yield from decoder.frame(frame_no, time, linktype, data, direction, comment)
+    return frame_no
 
 
 def _ip_text(raw: bytes) -> str:

@@ -7,10 +7,9 @@ next). Each PDU lists every capture frame that carried bytes of it.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, cast
+from typing import cast
 
 from .framing import (
     FramingNote,
@@ -31,7 +30,7 @@ from .records import (
     Note,
     Record,
 )
-from .sources import read_capture
+from .sources import CaptureSource, read_capture
 
 __all__ = ["Note", "Pdu", "hdlc_direction", "iter_pdus", "pdus_from_records"]
 
@@ -250,9 +249,10 @@ def pdus_from_records(items: Iterator[Record | LinkEvent | Note]
         yield from channel.flush()
 
 
-def iter_pdus(path: str | os.PathLike[str] | BinaryIO, ports: dict[int, str] | None = None
+def iter_pdus(path: CaptureSource | Sequence[CaptureSource], ports: dict[int, str] | None = None
               ) -> Iterator[Pdu | LinkEvent | Note]:
-    """The PDUs, link events and notes of a capture file, lazily, in capture order.
+    """The PDUs, link events and notes of a capture file (or of several files read as one),
+    lazily, in capture order.
 
     Raises `sources.CaptureError` at once when the file is not a readable capture.
     """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,8 @@ RESPONSE_OF = {"get-request": "get-response", "set-request": "set-response",
                "aarq": "aare", "rlrq": "rlre", "initiate-request": "initiate-response"}
 ERROR_APDUS = ("confirmed-service-error", "exception-response")
 MAX_PENDING = 256
+_PORT = re.compile(r":\d+(?=[-\s]|$)")
+MAX_ADDRESSES = 65536  # server titles remembered per address (key search order only)
 MAX_ASSOCIATIONS = 1024  # links followed at once; older ones are summarised and dropped
 
 
@@ -51,6 +54,7 @@ class AssociationState:
     aarq_frame: int | None = None
     authenticated: bool = False
     hls_pending: bool = False
+    created: int = 0  # position in the capture of the unit that opened it
     pending: list[ApduRecord] = field(default_factory=list)
     last_ic: dict[tuple[str, str, str], tuple[int, int]] = field(default_factory=dict)
     shared_title_noted: bool = False
@@ -122,8 +126,10 @@ class Tracker:
 
     def __init__(self, keystore: Keystore | None = None) -> None:
         self.associations: dict[str, AssociationState] = {}
-        self.closed: list[dict[str, Any]] = []
+        self.closed: list[tuple[int, dict[str, Any]]] = []  # (position closed, summary)
         self.keep_summaries = True
+        self.position = 0  # of the unit being dissected in its capture (set by the dissector)
+        self.server_titles: dict[str, bytes] = {}  # address -> title its last AARE gave
         self.keystore = keystore or Keystore([])
 
     def get(self, link: str) -> AssociationState:
@@ -132,18 +138,26 @@ class Tracker:
             if len(self.associations) >= MAX_ASSOCIATIONS:
                 for name in list(self.associations)[: MAX_ASSOCIATIONS // 4]:
                     self.forget(name, keep_summary=self.keep_summaries)
-            st = self.associations[link] = AssociationState(link)
+            st = self.associations[link] = AssociationState(link, created=self.position)
+            st.keys.server_title_hint = self.server_titles.get(address_of(link))
         return st
 
     def forget(self, link: str, keep_summary: bool) -> None:
         """Drop a finished link's state (memory stays flat over long captures)."""
         st = self.associations.pop(link, None)
         if st is not None and keep_summary:
-            self.closed.append(describe_state(st))
+            self.closed.append((self.position, describe_state(st)))
 
     def summaries(self) -> list[dict[str, Any]]:
         """--stats: closed associations, then the ones still open."""
-        return self.closed + [describe_state(st) for st in self.associations.values()]
+        return [s for _, s in self.ranked_summaries()]
+
+    def ranked_summaries(self) -> list[tuple[tuple[int, int], dict[str, Any]]]:
+        """`summaries` with their place in a serial run: (0, position closed) for closed ones,
+        then (1, position opened); sorting by it merges the summaries of several dissectors
+        that each saw part of one capture into the serial order."""
+        return [((0, pos), s) for pos, s in self.closed] + [
+            ((1, st.created), describe_state(st)) for st in self.associations.values()]
 
     def close(self, link: str) -> None:
         st = self.associations.get(link)
@@ -207,6 +221,10 @@ class Tracker:
     def _aare(self, rec: ApduRecord, st: AssociationState) -> None:
         pkt = rec.packet
         st.keys.server_title = getattr(pkt, "responding_ap_title", None) or st.keys.server_title
+        if st.keys.server_title is not None:
+            if len(self.server_titles) >= MAX_ADDRESSES:
+                self.server_titles.clear()
+            self.server_titles[address_of(st.link)] = st.keys.server_title
         st.stoc = getattr(pkt, "authentication_value", None)
         inner = _initiate(rec)
         if inner is not None and inner.apdu_name == "initiate-response" \
@@ -424,6 +442,12 @@ class Tracker:
                 "warning", "security.downgrade",
                 f"response protection SC={got['control']:02X} is weaker than the request's"
                 f" SC={asked['control']:02X} (frame {req.frames[0]})"))
+
+
+def address_of(link: str) -> str:
+    """A link without its port numbers: the pair of stations (and HDLC addresses) that every
+    connection between the same client and meter shares."""
+    return _PORT.sub("", link)
 
 
 def describe_state(st: AssociationState) -> dict[str, Any]:

@@ -29,6 +29,10 @@ class Association:
     server_title: bytes | None = None
     dedicated_key: SecretKey | None = None
     dedicated_source: str = ""
+    # The title an earlier association at the same address answered with: while the server
+    # title is unknown (AARQ), that meter's keys are tried first. Only the order of the search
+    # changes; a key is always named as the unordered search would name it.
+    server_title_hint: bytes | None = None
 
 
 @dataclass
@@ -76,6 +80,27 @@ class KeyContext:
         a = self.association
         return self.keystore.for_titles(a.server_title, a.client_title)
 
+    def _hinted(self) -> bool:
+        a = self.association
+        return a.server_title is None and a.server_title_hint is not None
+
+    def _search_order(self, primary: list[Candidate]) -> list[Candidate]:
+        """`primary` with the keys of the hinted meter first (see `server_title_hint`)."""
+        a = self.association
+        hinted = {id(e) for e in self.keystore.for_titles(a.server_title_hint, a.client_title)
+                  if e.system_title is not None}
+        if not hinted:
+            return primary
+        names = {id(getattr(e, attr)) for e in self.keystore.entries if id(e) in hinted
+                 for attr in ("ek", "bek", "dedicated")}
+        first = [c for c in primary if id(c.key) in names]
+        return first + [c for c in primary if id(c.key) not in names]
+
+    @staticmethod
+    def _canonical(found: Candidate, primary: list[Candidate]) -> Candidate:
+        """The first candidate in search order with the key pair that verified."""
+        return next((c for c in primary if c.key == found.key and c.ak == found.ak), found)
+
     def candidates(self, kind: str) -> list[Candidate]:
         """Keys of one kind (global-unicast, global-broadcast, dedicated), best match first."""
         out: list[Candidate] = []
@@ -83,12 +108,22 @@ class KeyContext:
             ak = next((e.ak for e in self._entries() if e.ak is not None), None)
             src = self.association.dedicated_source or "learned from an AARQ"
             out.append(Candidate(self.association.dedicated_key, ak, kind, src))
-        attr = {"global-unicast": "ek", "global-broadcast": "bek", "dedicated": "dedicated"}[kind]
-        for entry in self._entries():
-            key = getattr(entry, attr)
-            if key is not None:
-                out.append(Candidate(key, entry.ak, kind, key.name))
-        return out
+        return out + self._stored(kind)
+
+    def _stored(self, kind: str) -> list[Candidate]:
+        """The keystore's keys of one kind for this title pair (memoised per keystore)."""
+        a = self.association
+        memo = self.keystore.__dict__.setdefault("_candidates", {})
+        key = (kind, a.server_title, a.client_title, len(self.keystore.entries))
+        found = memo.get(key)
+        if found is None:
+            if len(memo) > 4096:
+                memo.clear()
+            attr = {"global-unicast": "ek", "global-broadcast": "bek",
+                    "dedicated": "dedicated"}[kind]
+            found = memo[key] = [Candidate(getattr(e, attr), e.ak, kind, getattr(e, attr).name)
+                                 for e in self._entries() if getattr(e, attr) is not None]
+        return found
 
     def all_candidates(self) -> list[Candidate]:
         """Every key of the keystore (and the learned dedicated key), for 'try every key'."""
@@ -268,13 +303,13 @@ class KeyContext:
             else:
                 add_finding(env, "note", "security.no-key", f"no {kind} key for this APDU")
         extra = _general_aad(env)
-        for cand in primary:
+        for cand in self._search_order(primary) if self._hinted() else primary:
             plain = _try(cand, sc, title, ic, payload)
             if plain is None and extra:
                 plain = _try(cand, sc, title, ic, payload, extra)
             seen = None if plain is None or sc_authenticated(sc) else _plausible(plain)
             if plain is not None and (sc_authenticated(sc) or seen is not None):
-                res.plaintext, res.key_name = plain, cand.name
+                res.plaintext, res.key_name = plain, self._canonical(cand, primary).name
                 res.packet = seen[1] if seen is not None else None
                 res.is_apdu = seen is None or seen[1] is not None
                 res.tag_verified = True if sc_authenticated(sc) else None

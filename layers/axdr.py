@@ -554,7 +554,7 @@ class _DataListField(PacketListField):
                 break
             decoded += 1
             root.__dict__["_axdr_elements"] = decoded
-            child = classes.get(s[0], DataUnknown)(s, _parent=pkt)
+            child = classes.get(s[0], DataUnknown)(s, _internal=1, _parent=pkt)
             out.append(child)
             s = child.__dict__.pop("_axdr_left", b"")
             if "findings" in child.__dict__ or "_axdr_abort" in child.__dict__:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from scapy.config import conf
-from scapy.packet import Packet
+from scapy.packet import NoPayload, Packet
 
 from .expert import add_finding
 from .tree import iter_tree
@@ -21,10 +22,24 @@ class DLMSPacket(Packet):
     the `keys` package), the ciphered envelopes of the tree are deciphered once dissection is done.
     """
 
-    def __init__(self, _pkt: bytes = b"", *args: Any, key_context: Any = None,
-                 **kargs: Any) -> None:
+    def __init__(self, _pkt: bytes = b"", post_transform: Any = None, _internal: int = 0,
+                 _underlayer: Packet | None = None, _parent: Packet | None = None,
+                 stop_dissection_after: Any = None, key_context: Any = None,
+                 **fields: Any) -> None:
         self.__dict__["key_context"] = key_context
-        super().__init__(_pkt, *args, **kargs)
+        if fields or post_transform is not None or not _pkt or not FAST_INIT:
+            super().__init__(_pkt, post_transform, _internal, _underlayer, _parent,
+                             stop_dissection_after, **fields)
+            return
+        cls = self.__class__
+        defaults = Packet.class_default_fields.get(cls)
+        if defaults is None:
+            # first of its class (Scapy caches the field defaults then), a class without
+            # fields, or one Scapy does not cache (MultipleTypeField): Scapy's own way
+            super().__init__(_pkt, None, _internal, _underlayer, _parent, stop_dissection_after)
+            return
+        _init_for_dissection(self, cls, defaults, bytes(_pkt), _internal, _underlayer,
+                             _parent, stop_dissection_after)
 
     def dissection_done(self, pkt: Packet) -> None:
         super().dissection_done(pkt)
@@ -34,7 +49,7 @@ class DLMSPacket(Packet):
 
     def do_dissect(self, s: bytes) -> bytes:
         whole = s
-        self.raw_packet_cache_fields = {}
+        _set(self, "raw_packet_cache_fields", {})
         for fld in self.fields_desc:
             try:
                 s, value = fld.getfield(self, s)
@@ -49,8 +64,8 @@ class DLMSPacket(Packet):
                 if s:
                     self.add_payload(conf.raw_layer(s))
                 # Fields not decoded have no value: rebuilding gives the bytes as received.
-                self.raw_packet_cache = whole[: len(whole) - len(s)]
-                self.explicit = 1
+                _set(self, "raw_packet_cache", whole[: len(whole) - len(s)])
+                _set(self, "explicit", 1)
                 return b""
             if fld.isconditional and value is None:
                 continue
@@ -58,9 +73,58 @@ class DLMSPacket(Packet):
                 self.raw_packet_cache_fields[fld.name] = self._raw_packet_cache_field_value(
                     fld, value, copy=True)
             self.fields[fld.name] = value
-        self.raw_packet_cache = whole[: len(whole) - len(s)]
-        self.explicit = 1
+        _set(self, "raw_packet_cache", whole[: len(whole) - len(s)] if s else whole)
+        _set(self, "explicit", 1)
         return s
+
+
+# What `Packet.__init__` does when it only dissects bytes, without its per-field keyword
+# handling (a caught KeyError per field) and attribute hooks: most of the cost of a small
+# layer. Used only while Scapy's packet slots are the ones this mirrors (checked below);
+# otherwise Scapy's own constructor runs.
+_MIRRORED_SLOTS = frozenset({
+    "time", "sent_time", "name", "default_fields", "fields", "fieldtype", "overload_fields",
+    "overloaded_fields", "packetfields", "original", "explicit", "raw_packet_cache",
+    "raw_packet_cache_fields", "_pkt", "post_transforms", "stop_dissection_after", "payload",
+    "underlayer", "parent", "_answered", "direction", "sniffed_on", "wirelen", "comments",
+    "process_information"})
+FAST_INIT = frozenset(Packet.__slots__) == _MIRRORED_SLOTS and \
+    Packet.__init__.__code__.co_varnames[:7] == (
+        "self", "_pkt", "post_transform", "_internal", "_underlayer", "_parent",
+        "stop_dissection_after")
+_set = object.__setattr__
+_NO_PAYLOAD = NoPayload()
+
+
+def _init_for_dissection(pkt: Packet, cls: type, defaults: dict, data: bytes, internal: int,
+                         underlayer: Packet | None, parent: Packet | None,
+                         stop_after: Any) -> None:
+    _set(pkt, "time", 0.0 if internal else time.time())
+    _set(pkt, "sent_time", None)
+    _set(pkt, "name", cls.__name__ if cls._name is None else cls._name)
+    _set(pkt, "default_fields", defaults)
+    _set(pkt, "overload_fields", cls._overload_fields)
+    _set(pkt, "overloaded_fields", {})
+    _set(pkt, "fields", {})
+    _set(pkt, "fieldtype", Packet.class_fieldtype.get(cls, {}))
+    _set(pkt, "packetfields", Packet.class_packetfields.get(cls, []))
+    _set(pkt, "payload", _NO_PAYLOAD)
+    _set(pkt, "underlayer", underlayer)
+    _set(pkt, "parent", parent)
+    _set(pkt, "original", data)
+    _set(pkt, "explicit", 0)
+    _set(pkt, "raw_packet_cache", None)
+    _set(pkt, "raw_packet_cache_fields", None)
+    _set(pkt, "wirelen", None)
+    _set(pkt, "direction", None)
+    _set(pkt, "sniffed_on", None)
+    _set(pkt, "comments", None)
+    _set(pkt, "process_information", None)
+    _set(pkt, "stop_dissection_after", stop_after)
+    _set(pkt, "post_transforms", [])
+    pkt.dissect(data)
+    if not internal:
+        pkt.dissection_done(pkt)
 
 
 class DLMSElement(DLMSPacket):

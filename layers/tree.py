@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from scapy.packet import NoPayload, Packet
 
@@ -18,16 +19,25 @@ def iter_tree(pkt: Packet | None, depth: int = 0) -> Iterator[Packet]:
     After a packet is yielded, its `deciphered.packet` (if the caller deciphered it meanwhile) is
     walked too, so deciphering while iterating reaches nested ciphered APDUs.
     """
-    p = pkt
-    while p is not None and not isinstance(p, NoPayload) and depth < MAX_DEPTH:
+    stack: list[tuple[Any, int]] = [(pkt, depth)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        p, d = pop()
+        if p is None or d >= MAX_DEPTH or isinstance(p, NoPayload):
+            continue
         yield p
-        for fld in p.packetfields:
-            val = p.fields.get(fld.name)
-            for sub in val if isinstance(val, list) else (val,):
-                if isinstance(sub, Packet):
-                    yield from iter_tree(sub, depth + 1)
+        d += 1
+        # pushed in reverse: payload last, after the deciphered plaintext and the field packets
+        push((p.payload, d))
         inner = p.__dict__.get("deciphered")
         if inner is not None and isinstance(getattr(inner, "packet", None), Packet):
-            yield from iter_tree(inner.packet, depth + 1)
-        p = p.payload
-        depth += 1
+            push((inner.packet, d))
+        fields = p.fields
+        for fld in reversed(p.packetfields):
+            val = fields.get(fld.name)
+            if isinstance(val, list):
+                for sub in reversed(val):
+                    if isinstance(sub, Packet):
+                        push((sub, d))
+            elif isinstance(val, Packet):
+                push((val, d))

@@ -1,0 +1,90 @@
+"""`read` over several files (one capture cut into ring-buffer files) and `--jobs N` over many
+links: the output is the serial output of the whole capture, record for record."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from conftest import CORPUS
+from scapy.utils import RawPcapReader, RawPcapWriter
+
+from dissector.cli import main
+
+SIMPLE_KEY = CORPUS / "htanwar922_Output-Ciphered-Simple-Key.pcap"
+MANY = [CORPUS / "bearxiong99_sample.pcap", SIMPLE_KEY,
+        CORPUS / "htanwar922_Output-Ciphered-HLS-AuthEnc.pcap",
+        CORPUS / "Circutor_dlms-analysis_dlms.pcap", CORPUS / "htanwar922_Output-EPRI.pcap"]
+
+
+def read(*argv: str) -> str:
+    out = io.StringIO()
+    assert main(["read", *argv], out) == 0
+    return out.getvalue()
+
+
+def split(capture: Path, parts: int, folder: Path) -> list[str]:
+    """The capture cut into `parts` pcap files of consecutive records (as tshark -b would)."""
+    reader = RawPcapReader(str(capture))
+    records = list(reader)
+    linktype = reader.linktype
+    reader.close()
+    size = -(-len(records) // parts)
+    paths = []
+    for i in range(parts):
+        path = folder / f"part{i}.pcap"
+        writer = RawPcapWriter(str(path), linktype=linktype)
+        writer.write_header(None)
+        for data, meta in records[i * size:(i + 1) * size]:
+            writer.write_packet(data, sec=meta.sec, usec=meta.usec, caplen=len(data),
+                                wirelen=meta.wirelen)
+        writer.close()
+        paths.append(str(path))
+    return paths
+
+
+@pytest.mark.parametrize("parts", [2, 5])
+def test_ring_buffer_files_read_as_one_capture(tmp_path: Path, parts: int) -> None:
+    """The TCP stream and the association go on across the cut; frame numbers go on."""
+    whole = read(str(SIMPLE_KEY), "--json")
+    pieces = read(*split(SIMPLE_KEY, parts, tmp_path), "--json")
+    rows = [json.loads(line) for line in pieces.splitlines()]
+    assert pieces == whole
+    frames = [f for r in rows for f in r["frames"]]
+    assert len(rows) == 282 and frames == sorted(frames)
+    assert frames[-1] == len(list(RawPcapReader(str(SIMPLE_KEY))))
+
+
+def test_a_file_that_cannot_be_read_stops_before_any_output(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(b"not a capture")
+    out, err = io.StringIO(), io.StringIO()
+    import contextlib
+
+    with contextlib.redirect_stderr(err):
+        status = main(["read", str(SIMPLE_KEY), str(bad)], out)
+    assert status != 0 and out.getvalue() == ""
+    assert "bad.pcap" in err.getvalue() and "not a pcap" in err.getvalue()
+
+
+@pytest.mark.parametrize("mode", [["--json"], [], ["-V"]])
+def test_jobs_output_equals_serial_over_many_links(mode: list[str]) -> None:
+    """Records of different links interleave and go to different workers: numbering, order,
+    end-of-input findings and --stats are those of the serial run."""
+    serial = read(*map(str, MANY), *mode, "--stats")
+    for jobs in ("2", "3"):
+        assert read(*map(str, MANY), *mode, "--stats", "--jobs", jobs) == serial
+    if mode == ["--json"]:
+        rows = [json.loads(line) for line in serial.splitlines() if line.startswith('{"number"')]
+        assert [r["number"] for r in rows] == list(range(1, len(rows) + 1))
+        assert len({r["link"] for r in rows}) >= 5
+
+
+def test_jobs_with_a_filter_on_the_record_number() -> None:
+    """Only the serial run knows the numbers while filtering: the output is still the same."""
+    argv = [*map(str, MANY), "--json", "-Y", "number > 300 and number <= 310"]
+    serial = read(*argv)
+    assert read(*argv, "--jobs", "2") == serial
+    assert [json.loads(x)["number"] for x in serial.splitlines()] == list(range(301, 311))
