@@ -27,43 +27,68 @@ def _named(fld: Field) -> bool:
     return found
 
 
-_PLANS: dict[type, list[tuple[str, Field, Field | None, bool]]] = {}
+def _fixed_names(fld: Field) -> bool:
+    """Whether a field names an int the same whatever the packet: Scapy's own enum fields
+    (a table lookup), not the fields of this project, whose names may depend on the layer."""
+    inner = getattr(fld, "fld", fld)
+    return isinstance(inner, EnumField) and not any(
+        "i2repr" in k.__dict__ for k in type(inner).__mro__[:-1]
+        if k.__module__.split(".")[0] in ("layers", "dissector"))
 
 
-def _plan(cls: type[Packet]) -> list[tuple[str, Field, Field | None, bool]]:
-    """Per layer class, once: (name, field, the ConditionalField or None, shows names)."""
+Plan = list[tuple[str, Field, "ConditionalField | None", bool, bool]]
+_PLANS: dict[type, tuple[str | None, Plan]] = {}
+_SHOWN: dict[tuple[int, int], Any] = {}  # (id(field), value) -> JSON, for fixed names
+
+
+def _plan(cls: type[Packet]) -> tuple[str | None, Plan]:
+    """Per layer class, once: its APDU name, and per field (name, field, the ConditionalField
+    or None, shows names, names independent of the packet)."""
     plan = _PLANS.get(cls)
     if plan is None:
-        plan = _PLANS[cls] = [
-            (fld.name, fld, fld if isinstance(fld, ConditionalField) else None, _named(fld))
-            for fld in cls.fields_desc]
+        plan = _PLANS[cls] = (cls.__dict__.get("apdu_name") or getattr(cls, "apdu_name", None), [
+            (fld.name, fld, fld if isinstance(fld, ConditionalField) else None, _named(fld),
+             _fixed_names(fld)) for fld in cls.fields_desc])
     return plan
 
 
-def _value(pkt: Packet, fld: Field, val: Any, depth: int, named: bool) -> Any:
+def _named_int(pkt: Packet, fld: Field, val: int) -> Any:
+    shown = fld.i2repr(pkt, val)
+    if isinstance(shown, str) and shown not in (str(val), hex(val)) and \
+            not shown.startswith("0x"):
+        return {"value": val, "name": shown}
+    return val
+
+
+def _value(pkt: Packet, fld: Field, val: Any, depth: int, named: bool,
+           fixed: bool = False) -> Any:
     kind = type(val)
     if kind is int:
         if not named:
             return val
-        shown = fld.i2repr(pkt, val)
-        if isinstance(shown, str) and shown not in (str(val), hex(val)) and \
-                not shown.startswith("0x"):
-            return {"value": val, "name": shown}
-        return val
+        if not fixed:
+            return _named_int(pkt, fld, val)
+        key = (id(fld), val)
+        found = _SHOWN.get(key)
+        if found is None:
+            if len(_SHOWN) >= 65536:
+                _SHOWN.clear()
+            found = _SHOWN[key] = _named_int(pkt, fld, val)
+        return dict(found) if type(found) is dict else found
     if kind is bytes:
         return val.hex().upper()
     if kind is list:
-        return [_value(pkt, fld, v, depth, named) for v in val]
+        return [_value(pkt, fld, v, depth, named, fixed) for v in val]
     if isinstance(val, Packet):
         return packet_fields(val, depth + 1)
     if isinstance(val, (bytes, bytearray)):
         return bytes(val).hex().upper()
     if isinstance(val, int) and not isinstance(val, bool):
-        return _value(pkt, fld, int(val), depth, named)
+        return _named_int(pkt, fld, val) if named else val
     if isinstance(val, (str, float, bool)) or val is None:
         return val
     if isinstance(val, list):
-        return [_value(pkt, fld, v, depth, named) for v in val]
+        return [_value(pkt, fld, v, depth, named, fixed) for v in val]
     return str(val)
 
 
@@ -76,9 +101,10 @@ def packet_fields(pkt: Packet | None, depth: int = 0) -> dict[str, Any] | None:
         return None
     if isinstance(pkt, Raw):
         return {"layer": pkt.name, "load": bytes(pkt.load).hex().upper()}
-    out: dict[str, Any] = {"layer": getattr(type(pkt), "apdu_name", None) or pkt.name}
+    apdu_name, plan = _plan(type(pkt))
+    out: dict[str, Any] = {"layer": apdu_name or pkt.name}
     fields, overloaded, defaults = pkt.fields, pkt.overloaded_fields, pkt.default_fields
-    for name, fld, cond, named in _plan(type(pkt)):
+    for name, fld, cond, named, fixed in plan:
         if cond is not None and not cond._evalcond(pkt):
             continue
         if name in fields:
@@ -87,7 +113,7 @@ def packet_fields(pkt: Packet | None, depth: int = 0) -> dict[str, Any] | None:
             val = overloaded[name] if name in overloaded else defaults[name]
         else:
             continue
-        out[name] = _value(pkt, fld, val, depth, named)
+        out[name] = _value(pkt, fld, val, depth, named, fixed)
     res = pkt.__dict__.get("deciphered")
     if res is not None and getattr(res, "packet", None) is not None:
         out["deciphered"] = packet_fields(res.packet, depth + 1)

@@ -64,7 +64,8 @@ class ApduRecord:
     @cached_property
     def nodes(self) -> list[Packet]:
         """Every packet of the APDU's tree (deciphered plaintext included), walked once."""
-        return list(iter_tree(self.packet))
+        walked = self.packet.__dict__.get("tree_nodes")  # by decipher_tree, deciphered included
+        return list(walked) if walked is not None else list(iter_tree(self.packet))
 
     @cached_property
     def _layer_findings(self) -> list[Finding]:

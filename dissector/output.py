@@ -87,7 +87,7 @@ def _indent(text: str | None, n: int = 4) -> list[str]:
 def render(rec: ApduRecord, mode: str, as_json: dict[str, Any] | None = None) -> str:
     """A record as text in one of the three formats, newline-terminated, key bytes redacted."""
     if mode == "json":
-        text = json.dumps(as_json or rec.to_json(), default=_json_default) + "\n"
+        text = _ENCODER.encode(as_json or rec.to_json()) + "\n"
     elif mode == "tree":
         text = "\n".join(tree_lines(rec)) + "\n\n"
     else:
@@ -139,3 +139,8 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, (bytes, bytearray)):
         return bytes(obj).hex().upper()
     return str(obj)
+
+
+# as json.dumps(..., default=_json_default), without the check for circular references (a
+# record's JSON is a tree built afresh)
+_ENCODER = json.JSONEncoder(default=_json_default, check_circular=False)

@@ -44,7 +44,7 @@ from scapy.packet import Packet, RawVal
 from .expert import add_finding
 from .fields import OctetsField, VarLenField, decode_length
 from .obis import INTERFACE_CLASSES, ObisField, obis_name, obis_str
-from .packet import DLMSElement, keep_own_bytes
+from .packet import DLMSElement, keep_own_bytes, set_slot
 
 #: A-XDR Data type tag -> Green Book name.
 DATA_TYPES: dict[int, str] = {
@@ -717,10 +717,27 @@ class DataUtf8String(DataVisibleString):
         return None if isinstance(value, RawVal) else _string_value(12, value)
 
 
+class _FixedData(Data):
+    """A type tag and one fixed-size value (a struct-format Field): decoded in one step when
+    all its bytes are there; otherwise the generic path decodes and reports what is missing."""
+
+    def do_dissect(self, s: bytes) -> bytes:
+        fld = self.fields_desc[1]
+        end = 1 + fld.sz
+        if len(s) < end:
+            return super().do_dissect(s)
+        self.fields["type"] = s[0]
+        self.fields["value"] = fld.m2i(self, fld.struct.unpack_from(s, 1)[0])
+        set_slot(self, "raw_packet_cache_fields", {})
+        set_slot(self, "raw_packet_cache", s[:end])
+        set_slot(self, "explicit", 1)
+        return s[end:]
+
+
 def _simple(tag: int, field: Field, doc: str) -> type[Data]:
     """A Data class made of the type tag and one fixed-size value field."""
     cls_name = "Data" + "".join(p.capitalize() for p in DATA_TYPES[tag].split("-"))
-    cls = type(cls_name, (Data,), {
+    cls = type(cls_name, (_FixedData,), {
         "__doc__": doc, "__module__": __name__, "name": f"Data {DATA_TYPES[tag]}",
         "type_tag": tag, "fields_desc": [ByteEnumField("type", tag, DATA_TYPES), field],
     })

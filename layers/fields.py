@@ -8,6 +8,12 @@ from scapy.fields import Field, FieldLenField, PacketLenField, StrLenField
 from scapy.packet import Packet
 
 
+def field_value(pkt: Packet, name: str) -> Any:
+    """A field's value without Scapy's attribute machinery (for code that runs per packet)."""
+    fields = pkt.fields
+    return fields[name] if name in fields else pkt.default_fields.get(name)
+
+
 def encode_length(n: int) -> bytes:
     """Encode a length the way A-XDR and BER definite-length both do it."""
     if n < 0x80:

@@ -21,7 +21,7 @@ from scapy.packet import Packet, Raw
 from .apdu.base import APDU
 from .crc import crc16
 from .expert import add_finding
-from .fields import OctetsField, VarLenField
+from .fields import OctetsField, VarLenField, field_value
 from .packet import DLMSElement, DLMSPacket
 
 FLAG = 0x7E
@@ -212,27 +212,21 @@ class HDLCInformationField(PacketLenField):
         return _info_class(pkt, m)
 
 
-def _field(pkt: Packet, name: str) -> Any:
-    """A field's value without Scapy's attribute machinery (this runs per frame)."""
-    fields = pkt.fields
-    return fields[name] if name in fields else pkt.default_fields.get(name)
-
-
 def _header_len(pkt: Packet) -> int:
     """Bytes from the format field through the control byte."""
-    return 3 + len(_field(pkt, "destination") or b"") + len(_field(pkt, "source") or b"")
+    return 3 + len(field_value(pkt, "destination") or b"") + len(field_value(pkt, "source") or b"")
 
 
 def _has_information(pkt: Packet) -> bool:
     info = pkt.fields.get("information")
     if info is not None:
         return len(info) > 0 if isinstance(info, (bytes, bytearray)) else True
-    length = _field(pkt, "length")
+    length = field_value(pkt, "length")
     return length is not None and length > _header_len(pkt) + 2
 
 
 def _information_len(pkt: Packet) -> int:
-    return max(0, (_field(pkt, "length") or 0) - _header_len(pkt) - 4)
+    return max(0, (field_value(pkt, "length") or 0) - _header_len(pkt) - 4)
 
 
 class HDLC(DLMSPacket):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 from scapy.config import conf
 from scapy.packet import NoPayload, Packet
@@ -21,6 +21,11 @@ class DLMSPacket(Packet):
     Dissected with `key_context=ctx` (a duck-typed object with `decipher(envelope)`, supplied by
     the `keys` package), the ciphered envelopes of the tree are deciphered once dissection is done.
     """
+
+    # Set by ciphered envelopes; defaults here so that asking any layer's class is a plain
+    # class attribute (Scapy's class lookup of a missing name scans the fields first).
+    decipher: ClassVar[Any] = None
+    family: ClassVar[str] = ""
 
     def __init__(self, _pkt: bytes = b"", post_transform: Any = None, _internal: int = 0,
                  _underlayer: Packet | None = None, _parent: Packet | None = None,
@@ -92,7 +97,7 @@ FAST_INIT = frozenset(Packet.__slots__) == _MIRRORED_SLOTS and \
     Packet.__init__.__code__.co_varnames[:7] == (
         "self", "_pkt", "post_transform", "_internal", "_underlayer", "_parent",
         "stop_dissection_after")
-_set = object.__setattr__
+_set = set_slot = object.__setattr__  # a Packet slot, without Scapy's field lookup
 _NO_PAYLOAD = NoPayload()
 
 
@@ -149,7 +154,9 @@ def decipher_tree(pkt: Packet, ctx: Any) -> None:
     A key context that fails on an envelope does not stop dissection: the envelope stays
     ciphered with a `security.decipher-failed` finding (naming the exception, never key bytes).
     """
+    nodes = pkt.__dict__["tree_nodes"] = []  # the walk, for whoever walks the tree next
     for p in iter_tree(pkt):
+        nodes.append(p)
         decipher = getattr(type(p), "decipher", None)
         if decipher is not None and "deciphered" not in p.__dict__:
             try:

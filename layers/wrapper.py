@@ -8,6 +8,7 @@ from scapy.packet import Packet, bind_layers
 
 from .apdu.base import APDU
 from .expert import add_finding
+from .fields import field_value
 from .packet import DLMSPacket
 
 DLMS_PORT = 4059
@@ -31,17 +32,19 @@ class Wrapper(DLMSPacket):
         return APDU
 
     def extract_padding(self, s: bytes) -> tuple[bytes, bytes]:
-        if self.length is None:
+        length = field_value(self, "length")
+        if length is None:
             return s, b""
-        if len(s) < self.length:
+        if len(s) < length:
             add_finding(self, "error", "wrapper.truncated",
-                        f"length field says {self.length} bytes, {len(s)} present")
-        return s[: self.length], s[self.length :]
+                        f"length field says {length} bytes, {len(s)} present")
+        return s[:length], s[length:]
 
     def post_dissect(self, s: bytes) -> bytes:
-        if self.version != 1:
+        version = field_value(self, "version")
+        if version != 1:
             add_finding(self, "warning", "wrapper.version",
-                        f"wrapper version {self.version}, expected 1")
+                        f"wrapper version {version}, expected 1")
         return s
 
     def post_build(self, p: bytes, pay: bytes) -> bytes:

@@ -30,7 +30,7 @@ from scapy.fields import (
 from scapy.packet import Packet, Raw
 
 from ..expert import add_finding
-from ..fields import OctetsField, VarLenField, decode_length
+from ..fields import OctetsField, VarLenField, decode_length, field_value
 from ..packet import DLMSElement
 from . import initiate  # noqa: F401 - registers the xDLMS APDUs found in user-information
 from .base import APDU, TAG_NAMES, APDUBase, apdu_name, register
@@ -850,7 +850,7 @@ class ACSEAPDU(APDUBase):
 
     def component(self, cls: type[ACSEComponent]) -> Any:
         """The first component of class `cls`, or None."""
-        for comp in self.components or ():
+        for comp in field_value(self, "components") or ():
             if isinstance(comp, cls):
                 return comp
         return None

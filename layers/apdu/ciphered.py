@@ -20,14 +20,24 @@ from scapy.fields import (
 from scapy.packet import Packet
 
 from ..expert import add_finding
-from ..fields import BoundedPacketLenField, OctetsField, VarLenField, length_prefixed
+from ..fields import (
+    BoundedPacketLenField,
+    OctetsField,
+    VarLenField,
+    field_value,
+    length_prefixed,
+)
 from ..packet import DLMSElement
 from ..security import TAG_LENGTH, SecurityControlField, sc_authenticated, sc_broadcast
 from .base import APDU, CIPHERED_TAGS, TAG_NAMES, APDUBase, register
 
 
+def _authenticated(pkt: Packet) -> bool:
+    return sc_authenticated(field_value(pkt, "security_control") or 0)
+
+
 def _tag_len(pkt: Packet) -> int:
-    return TAG_LENGTH if sc_authenticated(pkt.security_control or 0) else 0
+    return TAG_LENGTH if _authenticated(pkt) else 0
 
 
 class CipheredContent(DLMSElement):
@@ -45,7 +55,7 @@ class CipheredContent(DLMSElement):
                     length_from=lambda p: max(0, p.__dict__.get("content_length", 0) - 5
                                               - _tag_len(p))),
         ConditionalField(OctetsField("authentication_tag", b"", length_from=_tag_len),
-                         lambda p: sc_authenticated(p.security_control or 0)),
+                         _authenticated),
     ]
 
     def pre_dissect(self, s: bytes) -> bytes:
@@ -64,7 +74,7 @@ def _content_field(name: str = "ciphered_content") -> list:
     return [
         VarLenField(f"{name}_length", None, length_of=name),
         BoundedPacketLenField(name, CipheredContent(), CipheredContent,
-                              length_from=lambda p, _n=f"{name}_length": getattr(p, _n)),
+                              length_from=lambda p, _n=f"{name}_length": field_value(p, _n)),
     ]
 
 
@@ -87,11 +97,13 @@ class CipheredAPDU(APDUBase):
 
     @property
     def security_control(self) -> int | None:
-        return self.ciphered.security_control if self.ciphered is not None else None
+        c = self.ciphered
+        return field_value(c, "security_control") if c is not None else None
 
     @property
     def invocation_counter(self) -> int | None:
-        return self.ciphered.invocation_counter if self.ciphered is not None else None
+        c = self.ciphered
+        return field_value(c, "invocation_counter") if c is not None else None
 
     def carried_title(self) -> bytes | None:
         """The originator system title carried in the APDU (DB/DC/DD/DF), else None."""
