@@ -10,20 +10,16 @@ import argparse
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from . import extcap
-from .live import (
-    LiveDissection,
-    LiveError,
-    LiveOutput,
-    PassiveSniffer,
-    SerialSettings,
-    SerialSniffer,
-    TcpTap,
-    stop_on_signals,
-)
 from .tcp import DLMS_PORT
+
+if TYPE_CHECKING:
+    from .live import LiveDissection, PassiveSniffer, SerialSniffer, TcpTap
+
+# The live sources (and Scapy's sending, routing and sniffing they pull in) load only when a
+# live command runs: `read` and `decode` start quicker.
 
 COMMANDS = ("sniff", "extcap")
 
@@ -117,6 +113,8 @@ def dlms_ports(specs: list[str]) -> dict[int, str | None]:
 def make_source(args: argparse.Namespace, dissection: LiveDissection | None,
                 stop: threading.Event) -> SerialSniffer | TcpTap | PassiveSniffer:
     """The live source the arguments describe (not opened yet)."""
+    from .live import LiveError, PassiveSniffer, SerialSettings, SerialSniffer, TcpTap
+
     if args.sniff_command == "serial":
         settings = SerialSettings(args.baud, args.bytesize, args.parity, args.stopbits, args.gap)
         ports = [args.port] + ([args.port2] if args.port2 else [])
@@ -143,6 +141,7 @@ def run_sniff(args: argparse.Namespace, out: TextIO) -> int:
     from .capture import association_stats, stats_text
     from .cli import load_keys
     from .display_filter import compile_filter
+    from .live import LiveDissection, LiveError, LiveOutput, stop_on_signals
     from .pipeline import Dissector
 
     dis = Dissector(load_keys(args))

@@ -18,7 +18,6 @@ import threading
 from pathlib import Path
 from typing import TextIO
 
-from .live import LiveError, SerialSettings, SerialSniffer, stop_on_signals
 from .sources import LINKTYPE_USER0
 
 INTERFACE = "dlms-serial"
@@ -145,6 +144,8 @@ def capture(args: argparse.Namespace) -> int:
     if not args.fifo or not args.port:
         sys.stderr.write("extcap capture needs --fifo PATH and --port DEVICE\n")
         return 2
+    from .live import LiveError, SerialSettings, SerialSniffer, stop_on_signals
+
     ports = [args.port] + ([args.port2] if args.port2 else [])
     settings = SerialSettings(args.baud, args.bytesize, args.parity, args.stopbits, args.gap)
     stop = threading.Event()

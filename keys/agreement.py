@@ -18,7 +18,6 @@ import re
 from pathlib import Path
 from typing import TypeVar
 
-from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -173,6 +172,8 @@ def load_public_key(spec: str | bytes | Path, *,
                     base_dir: Path | None = None) -> ec.EllipticCurvePublicKey:
     """Public ECC key from a PEM/DER file path (public key or X.509 certificate), PEM text or
     hex x || y (64/96 bytes, optionally with a leading 04)."""
+    from cryptography import x509  # certificates are rare in keystores: loaded when met
+
     data, label, is_hex = _source_bytes(spec, base_dir)
     if is_hex:
         return public_key_from_bytes(data)
