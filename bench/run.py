@@ -74,8 +74,10 @@ KEY_KINDS = {generate.KIND_GLOBAL: "global-unicast", generate.KIND_DEDICATED: "d
 # ---------------------------------------------------------------------------------------------
 
 
-def _tree_rss(root: int) -> int:
-    """Resident bytes of `root` and all its descendants (one /proc scan)."""
+def _tree_memory(root: int) -> tuple[int, int]:
+    """(resident, proportional) bytes of `root` and all its descendants. RSS counts a page
+    that forked processes share once per process; PSS splits it between them, so the sum over
+    a `--jobs` process tree is the memory the tree really holds."""
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
     for entry in os.listdir("/proc"):
@@ -90,12 +92,24 @@ def _tree_rss(root: int) -> int:
         pid = int(entry)
         children.setdefault(int(fields[1]), []).append(pid)
         rss[pid] = int(fields[21]) * PAGE
-    total, todo = 0, [root]
+    total, pss, todo = 0, 0, [root]
     while todo:
         pid = todo.pop()
         total += rss.get(pid, 0)
+        pss += _pss(pid)
         todo.extend(children.get(pid, ()))
-    return total
+    return total, pss
+
+
+def _pss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+            for line in f:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def measure(cmd: list[str], stdout: Any = subprocess.DEVNULL, timeout: float | None = None,
@@ -109,15 +123,16 @@ def measure(cmd: list[str], stdout: Any = subprocess.DEVNULL, timeout: float | N
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE if count_lines else stdout, stderr=err,
                             start_new_session=True)
-    peak = 0
+    peak = peak_pss = 0
     lines = 0
     done = threading.Event()
     timed_out = threading.Event()
 
     def sample() -> None:
-        nonlocal peak
+        nonlocal peak, peak_pss
         while not done.wait(0.05):
-            peak = max(peak, _tree_rss(proc.pid))
+            rss, pss = _tree_memory(proc.pid)
+            peak, peak_pss = max(peak, rss), max(peak_pss, pss)
             if timeout is not None and time.perf_counter() - t0 > timeout:
                 timed_out.set()
                 try:
@@ -153,6 +168,7 @@ def measure(cmd: list[str], stdout: Any = subprocess.DEVNULL, timeout: float | N
     err.close()
     return {"seconds": wall, "rss_mb": max(usage.ru_maxrss * 1024, peak) / 1e6,
             "maxrss_mb": usage.ru_maxrss / 1024, "tree_peak_mb": peak / 1e6,
+            "pss_mb": peak_pss / 1e6,
             "cpu_seconds": usage.ru_utime + usage.ru_stime, "status": proc.returncode,
             "stderr": tail, "load_before": load, "timed_out": timed_out.is_set(),
             "lines": lines if count_lines else None}
@@ -388,7 +404,8 @@ def row(tool: str, size: str, apdus: int, res: dict[str, Any], note: str = "",
     secs = res["seconds"]
     return {"tool": tool, "size": size, "apdus": apdus, "seconds": secs,
             "apdus_per_s": apdus / secs if secs else 0.0, "us_per_apdu": secs / apdus * 1e6,
-            "rss_mb": res["rss_mb"], "extrapolated": extrapolated, "note": note,
+            "rss_mb": res["rss_mb"], "pss_mb": res.get("pss_mb") or 0.0,
+            "extrapolated": extrapolated, "note": note,
             "status": res.get("status", 0), "cpu_seconds": res.get("cpu_seconds"),
             "timed_out": res.get("timed_out", False),
             "load_before": res.get("load_before")}
@@ -462,9 +479,9 @@ def describe_cosem(res: dict[str, Any]) -> str:
 
 def table(rows: list[dict[str, Any]]) -> str:
     gurux = {r["size"]: r for r in rows if r["tool"] == "gurux"}
-    head = ("| tool | size | APDUs | seconds | APDUs/s | µs/APDU | peak RSS MB | vs Gurux "
-            "| CPU s | vs Gurux (CPU) |\n"
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    head = ("| tool | size | APDUs | seconds | APDUs/s | µs/APDU | peak RSS MB | peak PSS MB "
+            "| vs Gurux | CPU s | vs Gurux (CPU) |\n"
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     lines = [head]
     for r in rows:
         g = gurux.get(r["size"])
@@ -477,7 +494,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             f" (exit {r['status']})" if r["status"] else ""
         lines.append(f"| {r['tool']}{fail} | {r['size']} | {r['apdus']:,} | "
                      f"{r['seconds']:.1f}{star} | {r['apdus_per_s']:,.0f} | "
-                     f"{r['us_per_apdu']:.0f} | {r['rss_mb']:.0f} | {ratio} | "
+                     f"{r['us_per_apdu']:.0f} | {r['rss_mb']:.0f} | "
+                     f"{r.get('pss_mb') or 0:.0f} | {ratio} | "
                      f"{cpu:.1f}{star} | {cpu_ratio} |")
     return "\n".join(lines)
 
