@@ -70,7 +70,7 @@ from .records import (
     Note,
     Severity,
 )
-from .sources import LINKTYPE_USER0, SERIAL_LINK, _Decoder
+from .sources import LINKTYPE_USER0, SERIAL_LINK, FrameDecoder
 from .stream import Pdu, hdlc_direction, pdus_from_records
 
 try:
@@ -836,7 +836,7 @@ class _TcpSource(_LiveSource, ABC):
         if self.capture is None:
             self.open()
         self._producers()
-        decoder = _Decoder(self.ports)  # type: ignore[arg-type]
+        decoder = FrameDecoder(self.ports)  # type: ignore[arg-type]
 
         def records() -> Iterator[Any]:
             for item in self._items(duration):

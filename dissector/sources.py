@@ -135,7 +135,7 @@ def _open(path: CaptureSource) -> tuple[Any, str]:
 
 def _records(readers: list[tuple[Any, str]], ports: dict[int, str]
              ) -> Iterator[Record | LinkEvent | Note]:
-    decoder = _Decoder(ports)
+    decoder = FrameDecoder(ports)
     frame_no = 0
     try:
         for reader, label in readers:
@@ -146,7 +146,7 @@ def _records(readers: list[tuple[Any, str]], ports: dict[int, str]
             reader.close()
 
 
-def _file_records(reader: Any, label: str, decoder: _Decoder, frame_no: int
+def _file_records(reader: Any, label: str, decoder: FrameDecoder, frame_no: int
                   ) -> Generator[Record | LinkEvent | Note, None, int]:
     """The records of one file, frames numbered on from `frame_no`; returns the last number."""
     pcapng = isinstance(reader, RawPcapNgReader)
@@ -250,7 +250,7 @@ class _Fragments:
         return out
 
 
-class _Decoder:
+class FrameDecoder:
     """Per-capture state: link-layer and IP parsing, TCP reassembly, fragment reassembly."""
 
     def __init__(self, ports: dict[int, str]) -> None:

@@ -395,6 +395,7 @@ class KeyContext:
             add_finding(env, "warning", "security.compressed",
                         "plaintext is V.44-compressed (SC bit 7); decompression is not"
                         " supported, the inner APDU is shown undecoded")
+            res.packet, res.is_apdu = None, False
             return res
         if sc_broadcast(sc) and res.key_kind == "global-unicast":
             res.key_kind = "global-broadcast"

@@ -163,3 +163,16 @@ def test_key_transfer_is_followed() -> None:
     assert "keys.transfer-applied" in [f["code"] for f in rows[1]["expert"]]
     assert rows[2]["security"]["tag_verified"] is True
     assert "transferred" in rows[2]["security"]["key_name"]
+
+
+def test_compressed_plaintext_is_not_dissected() -> None:
+    """SC bit 7 (compression, Green Book security control byte): the tag verifies, the key is
+    named, and the plaintext (V.44, not supported) is kept as bytes, not read as an APDU."""
+    apdu = encipher(GET, "glo-get-request", key=EK, ak=AK, system_title=b"CLIENT01",
+                    invocation_counter=9, security_control=0xB0)
+    ctx = _ctx(client=b"CLIENT01")
+    pkt = APDU(raw(apdu), key_context=ctx)
+    res = pkt.deciphered
+    assert res.tag_verified is True and res.key_name == "cli/ek"
+    assert res.plaintext == GET and res.packet is None
+    assert "security.compressed" in [f.code for f in findings_of(pkt)]
