@@ -54,7 +54,7 @@ class DLMSPacket(Packet):
 
     def do_dissect(self, s: bytes) -> bytes:
         whole = s
-        _set(self, "raw_packet_cache_fields", {})
+        set_slot(self, "raw_packet_cache_fields", {})
         for fld in self.fields_desc:
             try:
                 s, value = fld.getfield(self, s)
@@ -69,8 +69,8 @@ class DLMSPacket(Packet):
                 if s:
                     self.add_payload(conf.raw_layer(s))
                 # Fields not decoded have no value: rebuilding gives the bytes as received.
-                _set(self, "raw_packet_cache", whole[: len(whole) - len(s)])
-                _set(self, "explicit", 1)
+                set_slot(self, "raw_packet_cache", whole[: len(whole) - len(s)])
+                set_slot(self, "explicit", 1)
                 return b""
             if fld.isconditional and value is None:
                 continue
@@ -78,8 +78,8 @@ class DLMSPacket(Packet):
                 self.raw_packet_cache_fields[fld.name] = self._raw_packet_cache_field_value(
                     fld, value, copy=True)
             self.fields[fld.name] = value
-        _set(self, "raw_packet_cache", whole[: len(whole) - len(s)] if s else whole)
-        _set(self, "explicit", 1)
+        set_slot(self, "raw_packet_cache", whole[: len(whole) - len(s)] if s else whole)
+        set_slot(self, "explicit", 1)
         return s
 
 
@@ -97,36 +97,36 @@ FAST_INIT = frozenset(Packet.__slots__) == _MIRRORED_SLOTS and \
     Packet.__init__.__code__.co_varnames[:7] == (
         "self", "_pkt", "post_transform", "_internal", "_underlayer", "_parent",
         "stop_dissection_after")
-_set = set_slot = object.__setattr__  # a Packet slot, without Scapy's field lookup
+set_slot = object.__setattr__  # sets a Packet slot without Scapy's field lookup
 _NO_PAYLOAD = NoPayload()
 
 
 def _init_for_dissection(pkt: Packet, cls: type, defaults: dict, data: bytes, internal: int,
                          underlayer: Packet | None, parent: Packet | None,
                          stop_after: Any) -> None:
-    _set(pkt, "time", 0.0 if internal else time.time())
-    _set(pkt, "sent_time", None)
-    _set(pkt, "name", cls.__name__ if cls._name is None else cls._name)
-    _set(pkt, "default_fields", defaults)
-    _set(pkt, "overload_fields", cls._overload_fields)
-    _set(pkt, "overloaded_fields", {})
-    _set(pkt, "fields", {})
-    _set(pkt, "fieldtype", Packet.class_fieldtype.get(cls, {}))
-    _set(pkt, "packetfields", Packet.class_packetfields.get(cls, []))
-    _set(pkt, "payload", _NO_PAYLOAD)
-    _set(pkt, "underlayer", underlayer)
-    _set(pkt, "parent", parent)
-    _set(pkt, "original", data)
-    _set(pkt, "explicit", 0)
-    _set(pkt, "raw_packet_cache", None)
-    _set(pkt, "raw_packet_cache_fields", None)
-    _set(pkt, "wirelen", None)
-    _set(pkt, "direction", None)
-    _set(pkt, "sniffed_on", None)
-    _set(pkt, "comments", None)
-    _set(pkt, "process_information", None)
-    _set(pkt, "stop_dissection_after", stop_after)
-    _set(pkt, "post_transforms", [])
+    set_slot(pkt, "time", 0.0 if internal else time.time())
+    set_slot(pkt, "sent_time", None)
+    set_slot(pkt, "name", cls.__name__ if cls._name is None else cls._name)
+    set_slot(pkt, "default_fields", defaults)
+    set_slot(pkt, "overload_fields", cls._overload_fields)
+    set_slot(pkt, "overloaded_fields", {})
+    set_slot(pkt, "fields", {})
+    set_slot(pkt, "fieldtype", Packet.class_fieldtype.get(cls, {}))
+    set_slot(pkt, "packetfields", Packet.class_packetfields.get(cls, []))
+    set_slot(pkt, "payload", _NO_PAYLOAD)
+    set_slot(pkt, "underlayer", underlayer)
+    set_slot(pkt, "parent", parent)
+    set_slot(pkt, "original", data)
+    set_slot(pkt, "explicit", 0)
+    set_slot(pkt, "raw_packet_cache", None)
+    set_slot(pkt, "raw_packet_cache_fields", None)
+    set_slot(pkt, "wirelen", None)
+    set_slot(pkt, "direction", None)
+    set_slot(pkt, "sniffed_on", None)
+    set_slot(pkt, "comments", None)
+    set_slot(pkt, "process_information", None)
+    set_slot(pkt, "stop_dissection_after", stop_after)
+    set_slot(pkt, "post_transforms", [])
     pkt.dissect(data)
     if not internal:
         pkt.dissection_done(pkt)
