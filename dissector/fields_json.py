@@ -10,30 +10,23 @@ from scapy.packet import NoPayload, Packet, Raw
 MAX_DEPTH = 64
 
 
-_NAMED: dict[int, bool] = {}
+def _own_i2repr(fld: Field) -> bool:
+    """Whether a field class of this project defines how its values read."""
+    return any("i2repr" in k.__dict__ for k in type(fld).__mro__[:-1]
+               if k.__module__.split(".")[0] in ("layers", "dissector"))
 
 
 def _named(fld: Field) -> bool:
     """Whether a field shows ints as names (enums, flags, fields with their own repr)."""
-    key = id(fld)
-    found = _NAMED.get(key)
-    if found is None:
-        inner = getattr(fld, "fld", fld)
-        cls = type(inner)
-        found = isinstance(inner, (EnumField, FlagsField)) or any(
-            "i2repr" in k.__dict__ for k in cls.__mro__[:-1]
-            if k.__module__.split(".")[0] in ("layers", "dissector"))
-        _NAMED[key] = found
-    return found
+    inner = getattr(fld, "fld", fld)
+    return isinstance(inner, (EnumField, FlagsField)) or _own_i2repr(inner)
 
 
 def _fixed_names(fld: Field) -> bool:
     """Whether a field names an int the same whatever the packet: Scapy's own enum fields
     (a table lookup), not the fields of this project, whose names may depend on the layer."""
     inner = getattr(fld, "fld", fld)
-    return isinstance(inner, EnumField) and not any(
-        "i2repr" in k.__dict__ for k in type(inner).__mro__[:-1]
-        if k.__module__.split(".")[0] in ("layers", "dissector"))
+    return isinstance(inner, EnumField) and not _own_i2repr(inner)
 
 
 Plan = list[tuple[str, Field, "ConditionalField | None", bool, bool]]
@@ -46,7 +39,7 @@ def _plan(cls: type[Packet]) -> tuple[str | None, Plan]:
     or None, shows names, names independent of the packet)."""
     plan = _PLANS.get(cls)
     if plan is None:
-        plan = _PLANS[cls] = (cls.__dict__.get("apdu_name") or getattr(cls, "apdu_name", None), [
+        plan = _PLANS[cls] = (getattr(cls, "apdu_name", None), [
             (fld.name, fld, fld if isinstance(fld, ConditionalField) else None, _named(fld),
              _fixed_names(fld)) for fld in cls.fields_desc])
     return plan
@@ -62,8 +55,7 @@ def _named_int(pkt: Packet, fld: Field, val: int) -> Any:
 
 def _value(pkt: Packet, fld: Field, val: Any, depth: int, named: bool,
            fixed: bool = False) -> Any:
-    kind = type(val)
-    if kind is int:
+    if type(val) is int:  # the common case first
         if not named:
             return val
         if not fixed:
@@ -75,20 +67,16 @@ def _value(pkt: Packet, fld: Field, val: Any, depth: int, named: bool,
                 _SHOWN.clear()
             found = _SHOWN[key] = _named_int(pkt, fld, val)
         return dict(found) if type(found) is dict else found
-    if kind is bytes:
-        return val.hex().upper()
-    if kind is list:
+    if isinstance(val, (bytes, bytearray)):
+        return bytes(val).hex().upper()
+    if isinstance(val, list):
         return [_value(pkt, fld, v, depth, named, fixed) for v in val]
     if isinstance(val, Packet):
         return packet_fields(val, depth + 1)
-    if isinstance(val, (bytes, bytearray)):
-        return bytes(val).hex().upper()
     if isinstance(val, int) and not isinstance(val, bool):
         return _named_int(pkt, fld, val) if named else val
     if isinstance(val, (str, float, bool)) or val is None:
         return val
-    if isinstance(val, list):
-        return [_value(pkt, fld, v, depth, named, fixed) for v in val]
     return str(val)
 
 

@@ -101,11 +101,10 @@ def run_parallel(paths: str | list[str], ports: dict[int, str] | None, keystore:
                  ) -> Iterator[Rendered | tuple[str, Any]]:
     """Rendered records in capture order, numbered from 1 across workers, then
     ("end", findings) and ("stats", states)."""
-    from .sources import CaptureError, read_capture
+    from .sources import CaptureError, check_capture
 
     paths = [paths] if isinstance(paths, str) else list(paths)
-    for _ in read_capture(paths, ports):  # files that cannot be read fail here, at once
-        break
+    check_capture(paths)  # files that cannot be opened fail here, at once
     ctx = mp.get_context("fork")
     results = [ctx.Queue(maxsize=WINDOW) for _ in range(jobs)]
     procs = [ctx.Process(target=_worker, daemon=True,

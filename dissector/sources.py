@@ -91,6 +91,11 @@ def read_capture(
     records are produced lazily, one capture record at a time, so memory does not grow with
     the files.
     """
+    return _records(_open_all(path), ports or {})
+
+
+def _open_all(path: CaptureSource | Sequence[CaptureSource]) -> list[tuple[Any, str]]:
+    """Readers on every file (all opened, or none: the first failure closes the others)."""
     paths = list(path) if isinstance(path, list | tuple) else [path]
     if not paths:
         raise CaptureError("no capture file given")
@@ -102,7 +107,14 @@ def read_capture(
         for reader, _ in readers:
             reader.close()
         raise
-    return _records(readers, ports or {})
+    return readers
+
+
+def check_capture(path: CaptureSource | Sequence[CaptureSource]) -> None:
+    """Raise `CaptureError` as `read_capture` would for a file that cannot be opened; read
+    nothing."""
+    for reader, _ in _open_all(path):
+        reader.close()
 
 
 def _open(path: CaptureSource) -> tuple[Any, str]:
