@@ -44,7 +44,7 @@ from scapy.packet import Packet, RawVal
 from .expert import add_finding
 from .fields import OctetsField, VarLenField, decode_length
 from .obis import INTERFACE_CLASSES, ObisField, obis_name, obis_str
-from .packet import DLMSElement, keep_own_bytes, set_slot
+from .packet import DLMSElement, PacketElements, attach, dissect_as, keep_own_bytes, set_slot
 
 #: A-XDR Data type tag -> Green Book name.
 DATA_TYPES: dict[int, str] = {
@@ -475,7 +475,7 @@ class Data(DLMSElement):
             if isinstance(self.parent, _DataSequence):
                 self.__dict__["_axdr_left"] = s
             elif conf.padding:
-                self.add_payload(conf.padding_layer(s))
+                attach(self, dissect_as(conf.padding_layer, s))
 
     def post_dissect(self, s: bytes) -> bytes:
         rest = self.__dict__.pop("_axdr_rest", None)
@@ -507,7 +507,7 @@ class Data(DLMSElement):
         return f"{DATA_TYPES.get(self.type_tag, 'data')} {value}"
 
 
-class _DataListField(PacketListField):
+class _DataListField(PacketElements, PacketListField):
     """The elements of an array/structure: `count` (the previous field) Data elements."""
 
     __slots__: list[str] = []
@@ -554,7 +554,7 @@ class _DataListField(PacketListField):
                 break
             decoded += 1
             root.__dict__["_axdr_elements"] = decoded
-            child = classes.get(s[0], DataUnknown)(s, _internal=1, _parent=pkt)
+            child = dissect_as(classes.get(s[0], DataUnknown), s, internal=1, parent=pkt)
             out.append(child)
             s = child.__dict__.pop("_axdr_left", b"")
             if "findings" in child.__dict__ or "_axdr_abort" in child.__dict__:
@@ -843,7 +843,7 @@ class DataUnknown(Data):
         return bytes(data).hex() if isinstance(data, bytes) else None
 
 
-class DataField(PacketField):
+class DataField(PacketElements, PacketField):
     """A PacketField holding one A-XDR Data."""
 
     __slots__: list[str] = []

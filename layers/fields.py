@@ -7,6 +7,8 @@ from typing import Any
 from scapy.fields import Field, FieldLenField, PacketLenField, StrLenField
 from scapy.packet import Packet
 
+from .packet import PacketElements
+
 
 def field_value(pkt: Packet, name: str) -> Any:
     """A field's value without Scapy's attribute machinery (for code that runs per packet)."""
@@ -92,7 +94,7 @@ class OctetsField(StrLenField):
         return x.hex() if isinstance(x, bytes) else repr(x)
 
 
-class BoundedPacketLenField(PacketLenField):
+class BoundedPacketLenField(PacketElements, PacketLenField):
     """A PacketLenField whose declared length the input must hold (else `malformed.truncated`)."""
 
     def getfield(self, pkt: Packet, s: bytes) -> tuple[bytes, Any]:

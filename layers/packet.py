@@ -6,7 +6,7 @@ import time
 from typing import Any, ClassVar
 
 from scapy.config import conf
-from scapy.packet import NoPayload, Packet
+from scapy.packet import NoPayload, Packet, Raw
 
 from .expert import add_finding
 from .tree import iter_tree
@@ -45,6 +45,33 @@ class DLMSPacket(Packet):
             return
         _init_for_dissection(self, cls, defaults, bytes(_pkt), _internal, _underlayer,
                              _parent, stop_dissection_after)
+
+    def dissect(self, s: bytes) -> None:
+        """Scapy's `Packet.dissect`, with the payload and the padding built by `dissect_as`."""
+        s = self.post_dissect(self.do_dissect(self.pre_dissect(s)))
+        payload, pad = self.extract_padding(s)
+        self.do_dissect_payload(payload)
+        if pad and conf.padding:
+            attach(self, dissect_as(conf.padding_layer, pad))
+
+    def do_dissect_payload(self, s: bytes) -> None:
+        """Scapy's `Packet.do_dissect_payload`, with the payload built by `dissect_as`."""
+        if not s:
+            return
+        stop = self.stop_dissection_after
+        if stop and isinstance(self, stop):
+            attach(self, dissect_as(conf.raw_layer, s, internal=1, underlayer=self))
+            return
+        cls = self.guess_payload_class(s)
+        try:
+            payload = dissect_as(cls, s, internal=1, underlayer=self, stop_after=stop)
+        except KeyboardInterrupt:
+            raise
+        except Exception:  # as Scapy does: an undecodable payload stays Raw
+            if conf.debug_dissector:
+                raise
+            payload = dissect_as(conf.raw_layer, s, internal=1, underlayer=self)
+        attach(self, payload)
 
     def dissection_done(self, pkt: Packet) -> None:
         super().dissection_done(pkt)
@@ -99,6 +126,8 @@ FAST_INIT = frozenset(Packet.__slots__) == _MIRRORED_SLOTS and \
         "stop_dissection_after")
 set_slot = object.__setattr__  # sets a Packet slot without Scapy's field lookup
 _NO_PAYLOAD = NoPayload()
+_DLMS_INIT = DLMSPacket.__init__
+_RAW_INIT = Raw.__init__
 
 
 def _init_for_dissection(pkt: Packet, cls: type, defaults: dict, data: bytes, internal: int,
@@ -130,6 +159,60 @@ def _init_for_dissection(pkt: Packet, cls: type, defaults: dict, data: bytes, in
     pkt.dissect(data)
     if not internal:
         pkt.dissection_done(pkt)
+
+
+def dissect_as(cls: Any, data: bytes, internal: int = 0, parent: Packet | None = None,
+               underlayer: Packet | None = None, stop_after: Any = None) -> Packet:
+    """`cls(data, _internal=internal, _parent=parent, _underlayer=underlayer,
+    stop_dissection_after=stop_after)`, the same packet, without Scapy's call machinery (the
+    metaclass call, keyword handling): how fields and payloads dissect the layers they hold."""
+    if not isinstance(cls, type):  # a callable standing for a class, as Scapy allows
+        return cls(data, _internal=internal, _parent=parent, _underlayer=underlayer,
+                   stop_dissection_after=stop_after)
+    if "dispatch_hook" in cls.__dict__:  # as the metaclass call does
+        try:
+            cls = cls.dispatch_hook(data, _internal=internal, _parent=parent,
+                                    _underlayer=underlayer, stop_dissection_after=stop_after)
+        except Exception:  # as Scapy does: an undecodable layer stays Raw
+            if conf.debug_dissector:
+                raise
+            cls = conf.raw_layer
+    pkt = cls.__new__(cls)
+    init = cls.__init__
+    defaults = Packet.class_default_fields.get(cls)
+    if defaults is None or not FAST_INIT or type(data) is not bytes or not data or \
+            (init is not _DLMS_INIT and init is not _RAW_INIT):
+        pkt.__init__(data, _internal=internal, _underlayer=underlayer, _parent=parent,
+                     stop_dissection_after=stop_after)
+        return pkt
+    if init is _DLMS_INIT:
+        pkt.__dict__["key_context"] = None
+    _init_for_dissection(pkt, cls, defaults, data, internal, underlayer, parent, stop_after)
+    return pkt
+
+
+def attach(pkt: Packet, payload: Packet) -> None:
+    """`pkt.add_payload(payload)` for a payload just dissected for `pkt`."""
+    if not isinstance(pkt.payload, NoPayload):
+        pkt.payload.add_payload(payload)
+        return
+    set_slot(pkt, "payload", payload)
+    set_slot(payload, "underlayer", pkt)
+    for t in pkt.aliastypes:
+        if t in payload.overload_fields:
+            set_slot(pkt, "overloaded_fields", payload.overload_fields[t])
+            break
+
+
+class PacketElements:
+    """Mixin for Scapy's packet-holding fields (PacketField, PacketLenField, PacketListField):
+    elements are dissected by `dissect_as`, as `cls(m, _parent=pkt)` would dissect them."""
+
+    __slots__ = ()
+    cls: Any
+
+    def m2i(self, pkt: Packet | None, m: bytes) -> Packet:
+        return dissect_as(self.cls, m, parent=pkt)
 
 
 class DLMSElement(DLMSPacket):

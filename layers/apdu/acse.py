@@ -31,7 +31,7 @@ from scapy.packet import Packet, Raw
 
 from ..expert import add_finding
 from ..fields import OctetsField, VarLenField, decode_length, field_value
-from ..packet import DLMSElement
+from ..packet import DLMSElement, PacketElements, dissect_as
 from . import initiate  # noqa: F401 - registers the xDLMS APDUs found in user-information
 from .base import APDU, TAG_NAMES, APDUBase, apdu_name, register
 
@@ -330,7 +330,7 @@ class OIDField(OctetsField):
         return f"{dotted} ({name})" if name else dotted
 
 
-class InnerAPDUField(PacketLenField):
+class InnerAPDUField(PacketElements, PacketLenField):
     """The xDLMS APDU inside user-information's OCTET STRING, dissected through `APDU`."""
 
     def __init__(self, name: str, length_from: Callable[[Packet], int]) -> None:
@@ -804,8 +804,7 @@ class ComponentListField(PacketListField):
         self.kind = kind
 
     def m2i(self, pkt: Packet | None, m: bytes) -> Packet:
-        cls = COMPONENTS[self.kind].get(m[0], UnknownComponent)
-        return cls(m, _parent=pkt)
+        return dissect_as(COMPONENTS[self.kind].get(m[0], UnknownComponent), m, parent=pkt)
 
     def getfield(self, pkt: Packet, s: bytes) -> tuple[bytes, list[Packet]]:
         declared = self.length_from(pkt)

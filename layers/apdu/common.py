@@ -32,7 +32,7 @@ from ..axdr import (
 from ..expert import add_finding
 from ..fields import CountField, OctetsField, VarLenField, length_prefixed
 from ..obis import INTERFACE_CLASSES, obis_str
-from ..packet import DLMSElement
+from ..packet import DLMSElement, PacketElements
 from .base import TAG_NAMES, APDUBase
 
 #: Data-Access-Result (Green Book ENUMERATED).
@@ -191,7 +191,7 @@ def when(cond: Callable[[Packet], bool], *fields: Field) -> list[Field]:
     return [ConditionalField(f, cond) for f in fields]
 
 
-class ElementField(PacketField):
+class ElementField(PacketElements, PacketField):
     """A PacketField whose structure must be on the wire: no bytes left is a decoding failure
     (a `malformed.field` finding), never a default element that the input did not hold."""
 
@@ -237,7 +237,7 @@ def _check_count(pkt: Packet, name: str, want: int | None, got: int) -> None:
                     f"{name}: {want} element(s) declared, {got} present")
 
 
-class SequenceOfField(PacketListField):
+class SequenceOfField(PacketElements, PacketListField):
     """A-XDR SEQUENCE OF a structure; fewer elements than the count gives a finding."""
 
     def __init__(self, name: str, cls: Any, count_field: str) -> None:
