@@ -174,6 +174,16 @@ def measure(cmd: list[str], stdout: Any = subprocess.DEVNULL, timeout: float | N
             "lines": lines if count_lines else None}
 
 
+def compile_project() -> None:
+    """Byte-compile this project's modules, as installing the package does (pip writes the
+    .pyc files; a source checkout run with PYTHONDONTWRITEBYTECODE=1 would compile every
+    module at every start, 0.1 s that no installed copy pays)."""
+    import compileall
+
+    for part in ("layers", "keys", "dissector"):
+        compileall.compile_dir(str(HERE.parent / part), quiet=1)
+
+
 def ours_command() -> list[str]:
     exe = shutil.which("dlms-dissect")
     return [exe] if exe else [sys.executable, "-m", "dissector.cli"]
@@ -571,6 +581,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# machine: {info['nproc']} CPUs ({info['cpu']}), Python {info['python']}, "
           f"{info['platform']}; code at {info['commit']}", flush=True)
     ours = ours_command()
+    compile_project()
     start = measure([*ours, "read", str(HERE.parent / "pcaps" / "seed-case.pcap")])
     print(f"# startup: ours reading a 4-frame capture takes {start['seconds']:.2f} s, "
           f"{start['rss_mb']:.0f} MB", flush=True)

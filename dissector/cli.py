@@ -131,7 +131,7 @@ def _emit(out: TextIO, args: argparse.Namespace, items: Iterable[Any]) -> list[d
     """Write rendered records (and the end-of-input findings); return association stats."""
     from .parallel import Rendered
 
-    writer = Writer(out, _mode(args))
+    writer = Writer(out, _mode(args), flush_each=False)
     pcap = None
     if getattr(args, "write", None):
         from .pcapout import PcapOut
@@ -149,6 +149,7 @@ def _emit(out: TextIO, args: argparse.Namespace, items: Iterable[Any]) -> list[d
             elif item[0] == "stats":
                 stats = item[1]
     finally:
+        out.flush()
         if pcap is not None:
             pcap.close()
     return stats

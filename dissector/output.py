@@ -108,18 +108,21 @@ def redact(text: str, secret: bytes) -> str:
 
 
 class Writer:
-    """Prints records in one of the three formats, flushing each one (live use)."""
+    """Prints records in one of the three formats, flushing each one (live use) unless told
+    not to (`read`: the stream's own buffering, as tshark -r without -l)."""
 
-    def __init__(self, out: TextIO, mode: str = "summary") -> None:
+    def __init__(self, out: TextIO, mode: str = "summary", flush_each: bool = True) -> None:
         self.out = out
         self.mode = mode
+        self.flush_each = flush_each
 
     def write(self, rec: ApduRecord) -> None:
         self.write_text(render(rec, self.mode))
 
     def write_text(self, text: str) -> None:
         self.out.write(text)
-        self.out.flush()
+        if self.flush_each:
+            self.out.flush()
 
 
     def end(self, findings: list) -> None:

@@ -14,7 +14,7 @@ from layers.apdu.base import APDU
 from layers.expert import Finding, add_finding, findings_of
 from layers.security import sc_authenticated, sc_broadcast, sc_compressed, sc_encrypted
 
-from .gcm import CipherInputError, TagMismatch, keystream_decrypt, unprotect
+from .gcm import CipherInputError, Opening, keystream_decrypt
 from .keystore import Keystore, MeterKeys
 from .secret import SecretKey
 
@@ -303,10 +303,12 @@ class KeyContext:
             else:
                 add_finding(env, "note", "security.no-key", f"no {kind} key for this APDU")
         extra = _general_aad(env)
+        opening = _opening(sc, title, ic, payload)
+        with_extra = _opening(sc, title, ic, payload, extra) if extra else None
         for cand in self._search_order(primary) if self._hinted() else primary:
-            plain = _try(cand, sc, title, ic, payload)
-            if plain is None and extra:
-                plain = _try(cand, sc, title, ic, payload, extra)
+            plain = _try(opening, cand)
+            if plain is None and with_extra is not None:
+                plain = _try(with_extra, cand)
             seen = None if plain is None or sc_authenticated(sc) else _plausible(plain)
             if plain is not None and (sc_authenticated(sc) or seen is not None):
                 res.plaintext, res.key_name = plain, self._canonical(cand, primary).name
@@ -320,7 +322,7 @@ class KeyContext:
             for cand in self.all_candidates():
                 if any(cand.key == p.key and cand.ak == p.ak for p in primary):
                     continue
-                plain = _try(cand, sc, title, ic, payload)
+                plain = _try(opening, cand)
                 if plain is not None:
                     res.plaintext, res.key_name, res.tag_verified = plain, cand.name, True
                     add_finding(env, "error", "security.wrong-key-family",
@@ -402,13 +404,22 @@ class KeyContext:
         return res
 
 
-def _try(cand: Candidate, sc: int, title: bytes, ic: int, payload: bytes,
-         extra_aad: bytes = b"") -> bytes | None:
+def _opening(sc: int, title: bytes, ic: int, payload: bytes,
+             extra_aad: bytes = b"") -> Opening | None:
+    """The payload ready for a key search; None when no key could open it."""
     try:
-        if sc_authenticated(sc) and cand.ak is None:
-            return None
-        return unprotect(sc, cand.key, cand.ak, title, ic, payload, extra_aad=extra_aad)
-    except (TagMismatch, CipherInputError):
+        return Opening(sc, title, ic, payload, extra_aad=extra_aad)
+    except CipherInputError:
+        return None
+
+
+def _try(opening: Opening | None, cand: Candidate) -> bytes | None:
+    """The plaintext when `cand` (with its AK) verifies, else None."""
+    if opening is None or (opening.authenticated and cand.ak is None):
+        return None
+    try:
+        return opening.verify(cand.key, cand.ak)
+    except CipherInputError:
         return None
 
 

@@ -32,9 +32,9 @@ from layers.security import SUITE_NAMES, TAG_LENGTH, describe_sc
 from .secret import SecretKey, raw
 
 __all__ = [
-    "SUITE_KEY_LENGTHS", "TAG_LENGTH", "CipherInputError", "SecurityControl", "SecurityError",
-    "TagMismatch", "gmac", "keystream_decrypt", "nonce", "parse_security_header", "protect",
-    "unprotect",
+    "SUITE_KEY_LENGTHS", "TAG_LENGTH", "CipherInputError", "Opening", "SecurityControl",
+    "SecurityError", "TagMismatch", "gmac", "keystream_decrypt", "nonce",
+    "parse_security_header", "protect", "unprotect",
 ]
 
 #: Symmetric key length per security suite (notes §5.2).
@@ -121,11 +121,16 @@ def _aead(key: bytes) -> AESGCM:
     return AESGCM(key)
 
 
-def _cipher(sc: int, key: KeyLike) -> AESGCM:
-    key_bytes = raw(key)
+def _key_length(sc: int) -> int:
     want = SUITE_KEY_LENGTHS.get(sc & 0x0F)
     if want is None:
         raise CipherInputError(f"security suite {sc & 0x0F} is not supported (SC={sc:02X})")
+    return want
+
+
+def _cipher(sc: int, key: KeyLike, want: int | None = None) -> AESGCM:
+    key_bytes = raw(key)
+    want = want or _key_length(sc)
     if len(key_bytes) != want:
         raise CipherInputError(
             f"suite {sc & 0x0F} needs a {want}-byte key, got {len(key_bytes)} bytes"
@@ -182,23 +187,49 @@ def unprotect(sc: int, key: KeyLike, ak: KeyLike | None, system_title: bytes, ic
 
     Encryption-only payloads carry no tag: any key "succeeds" and yields some plaintext.
     """
-    aead = _cipher(sc, key)
-    iv = nonce(system_title, ic)
-    policy = sc & (_AUTH | _ENC)
-    if policy == _ENC:
-        return _ctr(aead, iv, payload)
-    if not policy:
-        return bytes(payload)
-    prefix = _aad_prefix(sc, ak, aad_sc, extra_aad)
-    body, tag = _split_tag(sc, payload)
-    if policy == _AUTH:
-        plaintext, expected = body, _tag(aead, iv, b"", prefix + body)
-    else:
-        plaintext = _ctr(aead, iv, body)
-        expected = _tag(aead, iv, plaintext, prefix)
-    if not hmac.compare_digest(tag, expected):
+    plaintext = Opening(sc, system_title, ic, payload, aad_sc=aad_sc,
+                        extra_aad=extra_aad).verify(key, ak)
+    if plaintext is None:
         raise TagMismatch(f"authentication tag does not verify (SC={sc:02X}, IC={ic})")
     return plaintext
+
+
+class Opening:
+    """One payload (after SC || IC) to open with one key or many (a key search): the IV and
+    the tag split are made once, each key then costs its two OpenSSL calls.
+
+    The constructor raises `CipherInputError` for inputs no key can use (suite, system title,
+    invocation counter, payload shorter than a tag); `verify` for a key that does not fit.
+    """
+
+    def __init__(self, sc: int, system_title: bytes, ic: int, payload: bytes, *,
+                 aad_sc: int | None = None, extra_aad: bytes = b"") -> None:
+        self.sc = sc
+        self.key_length = _key_length(sc)
+        self.iv = nonce(system_title, ic)
+        self.policy = sc & (_AUTH | _ENC)
+        self.aad_sc, self.extra_aad = aad_sc, extra_aad
+        self.body, self.tag = _split_tag(sc, payload) if self.policy & _AUTH else (payload, b"")
+
+    @property
+    def authenticated(self) -> bool:
+        return bool(self.policy & _AUTH)
+
+    def verify(self, key: KeyLike, ak: KeyLike | None) -> bytes | None:
+        """The plaintext, or None when the tag does not verify with this key and AK."""
+        aead = _cipher(self.sc, key, self.key_length)
+        policy = self.policy
+        if policy == _ENC:
+            return _ctr(aead, self.iv, self.body)
+        if not policy:
+            return bytes(self.body)
+        prefix = _aad_prefix(self.sc, ak, self.aad_sc, self.extra_aad)
+        if policy == _AUTH:
+            plaintext, expected = self.body, _tag(aead, self.iv, b"", prefix + self.body)
+        else:
+            plaintext = _ctr(aead, self.iv, self.body)
+            expected = _tag(aead, self.iv, plaintext, prefix)
+        return plaintext if hmac.compare_digest(self.tag, expected) else None
 
 
 def keystream_decrypt(sc: int, key: KeyLike, system_title: bytes, ic: int,

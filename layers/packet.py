@@ -81,8 +81,11 @@ class DLMSPacket(Packet):
 
     def do_dissect(self, s: bytes) -> bytes:
         whole = s
-        set_slot(self, "raw_packet_cache_fields", {})
-        for fld in self.fields_desc:
+        cache: dict[str, Any] = {}
+        set_slot(self, "raw_packet_cache_fields", cache)
+        fields = self.fields
+        plan = _PLANS.get(self.__class__) or _plan(self.__class__)
+        for fld, name, conditional, cached in plan:
             try:
                 s, value = fld.getfield(self, s)
             except Exception as exc:  # noqa: BLE001 - a decoding failure becomes a finding
@@ -99,15 +102,26 @@ class DLMSPacket(Packet):
                 set_slot(self, "raw_packet_cache", whole[: len(whole) - len(s)])
                 set_slot(self, "explicit", 1)
                 return b""
-            if fld.isconditional and value is None:
-                continue
-            if value is not None and (fld.islist or fld.holds_packets or fld.ismutable):
-                self.raw_packet_cache_fields[fld.name] = self._raw_packet_cache_field_value(
-                    fld, value, copy=True)
-            self.fields[fld.name] = value
+            if value is None:
+                if conditional:
+                    continue
+            elif cached:
+                cache[name] = self._raw_packet_cache_field_value(fld, value, copy=True)
+            fields[name] = value
         set_slot(self, "raw_packet_cache", whole[: len(whole) - len(s)] if s else whole)
         set_slot(self, "explicit", 1)
         return s
+
+
+# Per layer class: (field, name, conditional, value kept for Scapy's check of changed fields)
+_PLANS: dict[type, tuple[tuple[Any, str, bool, bool], ...]] = {}
+
+
+def _plan(cls: type) -> tuple[tuple[Any, str, bool, bool], ...]:
+    plan = _PLANS[cls] = tuple(
+        (fld, fld.name, bool(fld.isconditional),
+         bool(fld.islist or fld.holds_packets or fld.ismutable)) for fld in cls.fields_desc)
+    return plan
 
 
 # What `Packet.__init__` does when it only dissects bytes, without its per-field keyword
