@@ -121,8 +121,11 @@ def measure(cmd: list[str], stdout: Any = subprocess.DEVNULL, timeout: float | N
     err = tempfile.TemporaryFile()
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
+    # as from a login shell: PYTHONUNBUFFERED (set in some sandboxes) would make every record
+    # written a system call of its own
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE if count_lines else stdout, stderr=err,
-                            start_new_session=True)
+                            start_new_session=True, env=env)
     peak = peak_pss = 0
     lines = 0
     done = threading.Event()
@@ -185,8 +188,11 @@ def compile_project() -> None:
 
 
 def ours_command() -> list[str]:
-    exe = shutil.which("dlms-dissect")
-    return [exe] if exe else [sys.executable, "-m", "dissector.cli"]
+    """The installed command of this interpreter (not a version manager's shim in front of it,
+    which costs a shell start), else the one on PATH, else the module."""
+    beside = Path(sys.executable).with_name("dlms-dissect")
+    exe = str(beside) if beside.is_file() else shutil.which("dlms-dissect")
+    return [exe] if exe else [sys.executable, "-m", "dissector"]
 
 
 # ---------------------------------------------------------------------------------------------

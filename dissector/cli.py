@@ -254,16 +254,5 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or exc.__class__.__name__
 
 
-def run() -> int:
-    """The `dlms-dissect` command: `main` in a process of its own. What the imports built stays
-    for the whole run, so it is moved out of the garbage collector's way (`gc.freeze`): the
-    collector then walks only the packets of the APDUs in flight."""
-    import gc
-
-    gc.collect()
-    gc.freeze()
-    return main()
-
-
 if __name__ == "__main__":
-    sys.exit(run())
+    sys.exit(main())
