@@ -21,7 +21,7 @@ ERROR = "7E A0 10 61 03 52 7C E2 E6 E7 00 0E 06 00 06 DD 48 7E"
 
 
 def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "dissector.cli", *args], input=stdin,
+    return subprocess.run([sys.executable, "-m", "dissector", *args], input=stdin,
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
 
 

@@ -384,7 +384,7 @@ def test_cli_sniff_serial_live_lines_and_ctrl_c(tmp_path: Path) -> None:
     expected = summary(read_json(corpus_path("interop", SERIAL, "capture.pcap"), keys))
     line = PtyLine(tmp_path / "ttyCLI")
     capture = tmp_path / "cli.pcapng"
-    cmd = [sys.executable, "-m", "dissector.cli", "sniff", "serial", str(line.path), "--json",
+    cmd = [sys.executable, "-m", "dissector", "sniff", "serial", str(line.path), "--json",
            "-w", str(capture), "--stats", *key_args(keys)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out_lines: list[str] = []

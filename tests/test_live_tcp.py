@@ -213,7 +213,7 @@ def test_cli_tap_with_ctrl_c(tmp_path: Path) -> None:
     msgs = messages()
     meter = FakeMeter(msgs)
     capture = tmp_path / "cli-tap.pcapng"
-    cmd = [sys.executable, "-m", "dissector.cli", "sniff", "tcp", "--listen", "127.0.0.1:0",
+    cmd = [sys.executable, "-m", "dissector", "sniff", "tcp", "--listen", "127.0.0.1:0",
            "--forward", f"127.0.0.1:{meter.address[1]}", "-w", str(capture), "--stats",
            *key_args(scenario_keys(SCENARIO))]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

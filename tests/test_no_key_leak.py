@@ -222,7 +222,7 @@ def test_separate_process_output(tmp_path: Path) -> None:
     between."""
     case = interop_case()
     env = {k: v for k, v in os.environ.items() if k != "DLMS_KEYS"}
-    proc = subprocess.run([sys.executable, "-m", "dissector.cli", "read", str(case.capture), "-V",
+    proc = subprocess.run([sys.executable, "-m", "dissector", "read", str(case.capture), "-V",
                            "--keys", str(case.keystore_file(tmp_path))],
                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]

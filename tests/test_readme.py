@@ -24,7 +24,7 @@ def test_main_job_command_runs() -> None:
                         README)
     assert command
     args = command.group(1).split("&& ", 1)[1].split()[1:]
-    res = subprocess.run([sys.executable, "-m", "dissector.cli", *args], cwd=ROOT,
+    res = subprocess.run([sys.executable, "-m", "dissector", *args], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert "ded-before-auth" in res.stdout and "deciphering-error answers frame 3" in res.stdout

@@ -177,7 +177,7 @@ def test_errors_in_a_separate_process_have_no_traceback(tmp_path: Path) -> None:
     (tmp_path / "text.pcap").write_text("not a capture")
     for argv in (["read", str(tmp_path / "nope.pcap")], ["read", str(tmp_path / "text.pcap")],
                  ["read", str(SEED_PCAP), "--keys", str(tmp_path / "none.toml")]):
-        proc = subprocess.run([sys.executable, "-m", "dissector.cli", *argv],
+        proc = subprocess.run([sys.executable, "-m", "dissector", *argv],
                               capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
         assert_one_line_error(proc.returncode, proc.stderr)
         assert proc.stdout == ""

@@ -92,7 +92,7 @@ def test_damaged_capture_with_key_flags_shows_no_keys(tmp_path: Path) -> None:
     damaged = tmp_path / "damaged.pcap"
     damaged.write_bytes(data[: len(data) * 2 // 3] + b"\xff" * 7)
     env = {k: v for k, v in os.environ.items() if k not in ("DLMS_KEYS", "DLMS_DEBUG")}
-    proc = subprocess.run([sys.executable, "-m", "dissector.cli", "read", str(damaged), "-V",
+    proc = subprocess.run([sys.executable, "-m", "dissector", "read", str(damaged), "-V",
                            *case.flags()], capture_output=True, text=True, env=env, cwd=ROOT,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
