@@ -7,6 +7,7 @@ protected the APDU. Wrong keys are findings, never exceptions.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -305,7 +306,9 @@ class KeyContext:
         extra = _general_aad(env)
         opening = _opening(sc, title, ic, payload)
         with_extra = _opening(sc, title, ic, payload, extra) if extra else None
-        for cand in self._search_order(primary) if self._hinted() else primary:
+        order = self._search_order(primary) if self._hinted() else primary
+        likely = getattr(env, "plain_tag", None) if sc & 0x30 == 0x30 and with_extra is None else None
+        for cand in _likely_first(order, opening, likely):
             plain = _try(opening, cand)
             if plain is None and with_extra is not None:
                 plain = _try(with_extra, cand)
@@ -411,6 +414,24 @@ def _opening(sc: int, title: bytes, ic: int, payload: bytes,
         return Opening(sc, title, ic, payload, extra_aad=extra_aad)
     except CipherInputError:
         return None
+
+
+def _likely_first(order: list[Candidate], opening: Opening | None,
+                  first: int | None) -> Iterator[Candidate]:
+    """`order`, with the keys whose keystream does not start the plaintext with `first` (the
+    envelope's inner tag) moved last: a wrong key costs one byte of keystream instead of a
+    tag. Where the tag decides (SC bits 4 and 5), the key found is the one `order` finds:
+    only the right key verifies, and identical keys move together."""
+    if first is None or opening is None or len(order) < 2:
+        yield from order
+        return
+    later = []
+    for cand in order:
+        if opening.first_byte(cand.key) == first:
+            yield cand
+        else:
+            later.append(cand)
+    yield from later
 
 
 def _try(opening: Opening | None, cand: Candidate) -> bytes | None:

@@ -215,6 +215,18 @@ class Opening:
     def authenticated(self) -> bool:
         return bool(self.policy & _AUTH)
 
+    def first_byte(self, key: KeyLike) -> int | None:
+        """The first plaintext byte under `key`, from one byte of keystream (None when the
+        policy does not encrypt, the body is empty or the key does not fit): in a key search,
+        the keys that give the byte expected are tried first."""
+        if not self.policy & _ENC or not self.body:
+            return None
+        try:
+            aead = _cipher(self.sc, key, self.key_length)
+        except CipherInputError:
+            return None
+        return _ctr(aead, self.iv, self.body[:1])[0]
+
     def verify(self, key: KeyLike, ak: KeyLike | None) -> bytes | None:
         """The plaintext, or None when the tag does not verify with this key and AK."""
         aead = _cipher(self.sc, key, self.key_length)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from keys.gcm import (
     CipherInputError,
+    Opening,
     SecurityControl,
     TagMismatch,
     keystream_decrypt,
@@ -89,6 +90,11 @@ def test_every_ciphered_vector_decrypts_and_reprotects(vectors: list[dict]) -> N
         key, ak = b(v["key_hex"]), (b(v["ak_hex"]) if v["ak_hex"] else None)
         plaintext = b(v["plaintext_hex"])
         assert unprotect(sc, key, ak, title, ic, payload) == plaintext, v["name"]
+        opening = Opening(sc, title, ic, payload)
+        assert opening.verify(key, ak) == plaintext, v["name"]
+        assert opening.first_byte(key) == (plaintext[0] if sc & 0x20 else None), v["name"]
+        if ak is not None and sc & 0x10:
+            assert opening.verify(key, bytes(16)) is None, v["name"]
         again = protect(sc, key, ak, title, ic, plaintext)
         header = bytes([tag]) + (encode_length(len(carried)) + carried if carried is not None
                                  else b"")
