@@ -81,21 +81,27 @@ class KeyContext:
         a = self.association
         return self.keystore.for_titles(a.server_title, a.client_title)
 
-    def _hinted(self) -> bool:
+    def _search_order(self, primary: list[Candidate], title: bytes) -> list[Candidate]:
+        """`primary`, while the association does not know the server's title, with the keys
+        of one meter first: the meter whose system title is the envelope's IV title (its
+        sender's: an AARE's responding-AP-title, a pushing meter's general-ciphering title),
+        else the one an earlier association at the same address answered with
+        (`server_title_hint`). Only the order changes: a key is named as the plain order
+        names it (`_canonical`)."""
         a = self.association
-        return a.server_title is None and a.server_title_hint is not None
-
-    def _search_order(self, primary: list[Candidate]) -> list[Candidate]:
-        """`primary` with the keys of the hinted meter first (see `server_title_hint`)."""
-        a = self.association
-        hinted = {id(e) for e in self.keystore.for_titles(a.server_title_hint, a.client_title)
-                  if e.system_title is not None}
-        if not hinted:
+        if a.server_title is not None:
             return primary
-        names = {id(getattr(e, attr)) for e in self.keystore.entries if id(e) in hinted
-                 for attr in ("ek", "bek", "dedicated")}
-        first = [c for c in primary if id(c.key) in names]
-        return first + [c for c in primary if id(c.key) not in names]
+        for hint in (title, a.server_title_hint):
+            if hint is None:
+                continue
+            hinted = [e for e in self.keystore.for_titles(hint, a.client_title)
+                      if e.system_title is not None]
+            if hinted:
+                names = {id(getattr(e, attr)) for e in hinted
+                         for attr in ("ek", "bek", "dedicated")}
+                first = [c for c in primary if id(c.key) in names]
+                return first + [c for c in primary if id(c.key) not in names]
+        return primary
 
     @staticmethod
     def _canonical(found: Candidate, primary: list[Candidate]) -> Candidate:
@@ -306,8 +312,8 @@ class KeyContext:
         extra = _general_aad(env)
         opening = _opening(sc, title, ic, payload)
         with_extra = _opening(sc, title, ic, payload, extra) if extra else None
-        order = self._search_order(primary) if self._hinted() else primary
-        likely = getattr(env, "plain_tag", None) if sc & 0x30 == 0x30 and with_extra is None else None
+        order = self._search_order(primary, title) if len(primary) > 1 else primary
+        likely = getattr(env, "plain_tag", None) if sc & 0x30 == 0x30 and not extra else None
         for cand in _likely_first(order, opening, likely):
             plain = _try(opening, cand)
             if plain is None and with_extra is not None:

@@ -85,6 +85,11 @@ def test_a_shared_key_is_named_as_without_the_hint() -> None:
     ctx = context.KeyContext(Keystore([first, second]))
     ctx.association.server_title_hint = b"BBBBBBBB"
     primary = ctx.candidates("global-unicast")
-    order = ctx._search_order(primary)
+    order = ctx._search_order(primary, b"CCCCCCCC")  # an AARQ: the client's IV title
     assert [c.name for c in order] == ["second/ek", "first/ek"]
     assert ctx._canonical(order[0], primary).name == "first/ek"
+    ctx.association.server_title_hint = None
+    order = ctx._search_order(primary, b"BBBBBBBB")  # an AARE: the server's own title
+    assert [c.name for c in order] == ["second/ek", "first/ek"]
+    ctx.association.server_title = b"AAAAAAAA"  # known: the keystore's own ranking
+    assert ctx._search_order(primary, b"BBBBBBBB") is primary
