@@ -1,12 +1,14 @@
 """`read --jobs N`: associations dissected in N processes, output merged in capture order.
 
-Every worker reads the capture itself (framing is a few per cent of the work) and dissects the
-units of the links it owns (a link goes to one worker by a hash of its name, so a worker keeps
-the whole state of its associations), formats its records and sends them, tagged with the
-unit's position in the capture, to the parent. The parent only merges: it prints records in
-capture order and numbers them as the serial run does. Queues are bounded, so memory does not
-grow with the capture; the parent never waits on a worker that is merely idle, because every
-worker also reports how far through the capture it has come.
+The parent reads the capture once (pcap, TCP reassembly, stream framing: a few per cent of the
+work) and sends each unit, with its position in the capture, to the worker that owns its link
+(by a hash of the link's name, so a worker keeps the whole state of its associations). Workers
+dissect and format, and answer every unit they get, in order, with its formatted records. The
+parent prints the answers in capture order and numbers the records as the serial run does:
+it knows which worker owns the next unit, so it waits on that one only. Units in flight are
+bounded (`IN_FLIGHT`), so memory does not grow with the capture, and no process can wait on
+another that waits on it: the parent only ever waits for an answer, and workers never wait on
+the parent to read.
 """
 
 from __future__ import annotations
@@ -25,10 +27,8 @@ from .capture import feed, units_of_capture
 from .model import ApduRecord
 from .pipeline import Dissector
 
-BATCH = 64  # records per message
-STRIDE = 512  # units a worker may go through without reporting its progress
-WINDOW = 64  # messages in flight per worker
-DONE = float("inf")
+BATCH = 64  # units per message to a worker
+IN_FLIGHT = 4096  # units sent and not yet answered
 
 
 @dataclass
@@ -69,31 +69,20 @@ class WorkerError(RuntimeError):
     """A worker process failed; the message names what it raised."""
 
 
-def _worker(w: int, jobs: int, paths: list[str], ports: dict[int, str] | None,
-            keystore: Keystore, render: Render, keep_stats: bool, results: Any) -> None:
+def _worker(jobs_in: Any, results: Any, keystore: Keystore, render: Render,
+            keep_stats: bool) -> None:
     try:
         dis = Dissector(keystore, keep_stats=keep_stats)
-        out: list[tuple[int, list[Rendered]]] = []
-        shown_count = 0
-        reported = -1
-        seq = -1
-        for seq, item in enumerate(units_of_capture(paths, ports)):
-            if owner(item, jobs) == w:
+        for units in iter(jobs_in.get, None):
+            answers: list[list[Rendered]] = []
+            for seq, item in units:
                 dis.position = seq
-                shown = [r for r in (render(rec) for rec in feed(dis, item)) if r is not None]
-                if shown:
-                    out.append((seq, shown))
-                    shown_count += len(shown)
-            if shown_count >= BATCH or seq - reported >= STRIDE:
-                results.put(("batch", seq, out))
-                out, shown_count, reported = [], 0, seq
-        results.put(("batch", DONE, out))
+                answers.append([r for r in (render(rec) for rec in feed(dis, item))
+                                if r is not None])
+            results.put(("batch", answers))
         results.put(("end", dis.finish_ranked(), dis.tracker.ranked_summaries()))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises
-        from .sources import CaptureError
-
-        kind = "capture-error" if isinstance(exc, CaptureError) else "error"
-        results.put((kind, f"{exc.__class__.__name__}: {exc}" if kind == "error" else str(exc)))
+        results.put(("error", f"{exc.__class__.__name__}: {exc}"))
 
 
 def run_parallel(paths: str | list[str], ports: dict[int, str] | None, keystore: Keystore,
@@ -101,20 +90,23 @@ def run_parallel(paths: str | list[str], ports: dict[int, str] | None, keystore:
                  ) -> Iterator[Rendered | tuple[str, Any]]:
     """Rendered records in capture order, numbered from 1 across workers, then
     ("end", findings) and ("stats", states)."""
-    from .sources import CaptureError, check_capture
+    from .sources import check_capture
 
     paths = [paths] if isinstance(paths, str) else list(paths)
     check_capture(paths)  # files that cannot be opened fail here, at once
     ctx = mp.get_context("fork")
-    results = [ctx.Queue(maxsize=WINDOW) for _ in range(jobs)]
+    inboxes = [ctx.Queue() for _ in range(jobs)]
+    results = [ctx.Queue() for _ in range(jobs)]
     procs = [ctx.Process(target=_worker, daemon=True,
-                         args=(w, jobs, paths, ports, keystore, render, keep_stats, results[w]))
+                         args=(inboxes[w], results[w], keystore, render, keep_stats))
              for w in range(jobs)]
     for proc in procs:
         proc.start()
-    ready: list[deque[tuple[int, list[Rendered]]]] = [deque() for _ in range(jobs)]
-    mark = [-1.0] * jobs  # every unit up to here has been through worker w
+    outgoing: list[list[tuple[int, Any]]] = [[] for _ in range(jobs)]
+    owners: deque[int] = deque()  # owner of every unit sent and not yet printed, in order
+    answers: list[deque[list[Rendered]]] = [deque() for _ in range(jobs)]
     endings: list[Any] = [None] * jobs
+    number = 0
 
     def receive(w: int) -> None:
         while True:
@@ -126,34 +118,51 @@ def run_parallel(paths: str | list[str], ports: dict[int, str] | None, keystore:
                     raise WorkerError(f"worker {w} ended without its results"
                                       f" (exit code {procs[w].exitcode})") from None
         if kind == "batch":
-            mark[w] = rest[0]
-            ready[w].extend(rest[1])
+            answers[w].extend(rest[0])
         elif kind == "end":
             endings[w] = rest
-        elif kind == "capture-error":
-            raise CaptureError(rest[0])
         else:
             raise WorkerError(f"worker {w} failed: {rest[0]}")
 
-    try:
-        number = 0
-        while True:
-            heads = [(ready[w][0][0], w) for w in range(jobs) if ready[w]]
-            first = min(heads) if heads else None
-            # a worker with nothing queued may still hold an earlier unit: hear from it first
-            lagging = [w for w in range(jobs) if not ready[w] and mark[w] != DONE
-                       and (first is None or mark[w] < first[0])]
-            if lagging:
-                receive(lagging[0])
+    def send(w: int) -> None:
+        if outgoing[w]:
+            inboxes[w].put(outgoing[w])
+            outgoing[w] = []
+
+    def printable(down_to: int | None) -> Iterator[Rendered]:
+        """The records of the units answered so far, in capture order; with `down_to`,
+        waiting for answers until no more than that many units are in flight."""
+        nonlocal number
+        while owners:
+            w = owners[0]
+            if not answers[w]:
+                if down_to is None or len(owners) <= down_to:
+                    return
+                send(w)  # the unit waited for may still be in the outgoing batch
+                receive(w)
                 continue
-            if first is None:
-                break
-            _, shown = ready[first[1]].popleft()
-            for item in shown:
+            owners.popleft()
+            for item in answers[w].popleft():
                 number += 1
                 item.text = item.renumbered(number)
                 item.number = number
                 yield item
+
+    try:
+        for seq, item in enumerate(units_of_capture(paths, ports)):
+            w = owner(item, jobs)
+            outgoing[w].append((seq, item))
+            owners.append(w)
+            if len(outgoing[w]) >= BATCH:
+                send(w)
+                for v in range(jobs):  # what has come back, without waiting
+                    while endings[v] is None and not results[v].empty():
+                        receive(v)
+                yield from printable(IN_FLIGHT // 2 if len(owners) >= IN_FLIGHT else None)
+        for w in range(jobs):
+            send(w)
+            inboxes[w].put(None)
+        yield from printable(0)
         for w in range(jobs):
             while endings[w] is None:
                 receive(w)

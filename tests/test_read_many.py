@@ -88,3 +88,28 @@ def test_jobs_with_a_filter_on_the_record_number() -> None:
     serial = read(*argv)
     assert read(*argv, "--jobs", "2") == serial
     assert [json.loads(x)["number"] for x in serial.splitlines()] == list(range(301, 311))
+
+
+def test_jobs_with_few_units_in_flight(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parent stops sending and waits for answers when the bound on units in flight is
+    reached: with a bound of 8 units and messages of 2, the output is still the serial one."""
+    import dissector.parallel as parallel
+
+    serial = read(*map(str, MANY), "--json", "--stats")
+    monkeypatch.setattr(parallel, "IN_FLIGHT", 8)
+    monkeypatch.setattr(parallel, "BATCH", 2)
+    assert read(*map(str, MANY), "--json", "--stats", "--jobs", "3") == serial
+
+
+def test_a_failing_worker_is_an_error_not_a_hang(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that raises: the parent stops with an error naming what the worker raised."""
+    import dissector.parallel as parallel
+    from keys.keystore import Keystore
+
+    def render(rec: object) -> parallel.Rendered:
+        if getattr(rec, "number", 0) == 20:
+            raise RuntimeError("record 20 cannot be formatted")
+        return parallel.Rendered(f"{rec.number:4d} x\n", None, rec.number)
+
+    with pytest.raises(parallel.WorkerError, match="record 20 cannot be formatted"):
+        list(parallel.run_parallel([str(p) for p in MANY], None, Keystore([]), 2, render))
