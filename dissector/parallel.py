@@ -173,6 +173,10 @@ def run_parallel(paths: str | list[str], ports: dict[int, str] | None, keystore:
             if proc.is_alive():
                 proc.terminate()
             proc.join(timeout=5)
+        for q in (*inboxes, *results):
+            # units a stopped worker left unread must not hold this process at its exit
+            q.cancel_join_thread()
+            q.close()
 
 
 def _merged(ranked: list[list[tuple[tuple[int, int], Any]]]) -> list[Any]:
