@@ -11,6 +11,9 @@ from layers.wrapper import DLMS_PORT, Wrapper
 from .model import ApduRecord
 
 CLIENT_IP, SERVER_IP = "10.0.0.1", "10.0.0.2"
+# Locally administered MAC addresses: the file is the same on every machine, and Scapy looks
+# nothing up (left out, it would take this host's interface address and resolve the other).
+CLIENT_MAC, SERVER_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
 CLIENT_PORT = 40000
 
 
@@ -45,9 +48,10 @@ class PcapOut:
         data, direction, time, comment = item
         to_server = direction != "server->client"
         src, dst = (CLIENT_IP, SERVER_IP) if to_server else (SERVER_IP, CLIENT_IP)
+        hw_src, hw_dst = (CLIENT_MAC, SERVER_MAC) if to_server else (SERVER_MAC, CLIENT_MAC)
         sport, dport = (CLIENT_PORT, DLMS_PORT) if to_server else (DLMS_PORT, CLIENT_PORT)
         wsrc, wdst = (16, 1) if to_server else (1, 16)
-        pkt = Ether() / IP(src=src, dst=dst) / UDP(sport=sport, dport=dport) / \
+        pkt = Ether(src=hw_src, dst=hw_dst) / IP(src=src, dst=dst) / UDP(sport=sport, dport=dport) / \
             Wrapper(source_wport=wsrc, destination_wport=wdst) / data
         pkt.time = time
         pkt.comments = [comment.encode()]

@@ -112,6 +112,21 @@ def test_write_pcapng_with_plaintext_and_comments(tmp_path: Path) -> None:
     assert "key=dedicated tag OK" in comment and "frames 3" in comment
 
 
+def test_written_pcapng_is_the_same_on_every_machine(tmp_path: Path) -> None:
+    """The Ethernet addresses are fixed (client 02:00:00:00:00:01, server ...:02): nothing is
+    looked up on this host, so the command (which does not load Scapy's routes) warns nothing
+    and writes what an in-process run writes."""
+    here, there = tmp_path / "in.pcapng", tmp_path / "cmd.pcapng"
+    assert main(["read", str(SEED_PCAP), "--keys", str(SEED_KEYS), "-w", str(here)],
+                io.StringIO()) == 0
+    res = cli("read", str(SEED_PCAP), "--keys", str(SEED_KEYS), "-w", str(there))
+    assert res.returncode == 0 and "WARNING" not in res.stderr, res.stderr
+    assert there.read_bytes() == here.read_bytes()
+    pkts = list(PcapNgReader(str(there)))
+    assert [(p.src, p.dst) for p in pkts[:2]] == [("02:00:00:00:00:01", "02:00:00:00:00:02"),
+                                                  ("02:00:00:00:00:02", "02:00:00:00:00:01")]
+
+
 @pytest.mark.parametrize("mode", [[], ["-V"], ["--json"]])
 def test_every_output_mode_runs_on_every_interop_capture(mode: list[str]) -> None:
     from conftest import CORPUS
