@@ -51,7 +51,8 @@ class PcapOut:
         hw_src, hw_dst = (CLIENT_MAC, SERVER_MAC) if to_server else (SERVER_MAC, CLIENT_MAC)
         sport, dport = (CLIENT_PORT, DLMS_PORT) if to_server else (DLMS_PORT, CLIENT_PORT)
         wsrc, wdst = (16, 1) if to_server else (1, 16)
-        pkt = Ether(src=hw_src, dst=hw_dst) / IP(src=src, dst=dst) / UDP(sport=sport, dport=dport) / \
+        pkt = Ether(src=hw_src, dst=hw_dst) / IP(src=src, dst=dst) / \
+            UDP(sport=sport, dport=dport) / \
             Wrapper(source_wport=wsrc, destination_wport=wdst) / data
         pkt.time = time
         pkt.comments = [comment.encode()]
