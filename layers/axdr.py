@@ -507,7 +507,7 @@ class Data(DLMSElement):
         return f"{DATA_TYPES.get(self.type_tag, 'data')} {value}"
 
 
-class _DataListField(PacketElements, PacketListField):
+class _DataListField(PacketListField):
     """The elements of an array/structure: `count` (the previous field) Data elements."""
 
     __slots__: list[str] = []

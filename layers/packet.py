@@ -32,19 +32,16 @@ class DLMSPacket(Packet):
                  stop_dissection_after: Any = None, key_context: Any = None,
                  **fields: Any) -> None:
         self.__dict__["key_context"] = key_context
-        if fields or post_transform is not None or not _pkt or not FAST_INIT:
+        cls = self.__class__
+        if isinstance(_pkt, bytearray):
+            _pkt = bytes(_pkt)
+        defaults = None if fields or post_transform is not None else _quick_defaults(cls, _pkt)
+        if defaults is None:
             super().__init__(_pkt, post_transform, _internal, _underlayer, _parent,
                              stop_dissection_after, **fields)
             return
-        cls = self.__class__
-        defaults = Packet.class_default_fields.get(cls)
-        if defaults is None:
-            # first of its class (Scapy caches the field defaults then), a class without
-            # fields, or one Scapy does not cache (MultipleTypeField): Scapy's own way
-            super().__init__(_pkt, None, _internal, _underlayer, _parent, stop_dissection_after)
-            return
-        _init_for_dissection(self, cls, defaults, bytes(_pkt), _internal, _underlayer,
-                             _parent, stop_dissection_after)
+        _init_for_dissection(self, cls, defaults, _pkt, _internal, _underlayer, _parent,
+                             stop_dissection_after)
 
     def dissect(self, s: bytes) -> None:
         """Scapy's `Packet.dissect`, with the payload and the padding built by `dissect_as`."""
@@ -144,6 +141,15 @@ _DLMS_INIT = DLMSPacket.__init__
 _RAW_INIT = Raw.__init__
 
 
+def _quick_defaults(cls: type, data: Any) -> dict | None:
+    """The field defaults Scapy cached for `cls` when bytes are to be dissected the quick way;
+    None for Scapy's own constructor: no bytes, Scapy's slots not the ones mirrored, or no
+    cache (the first packet of a class, a class without fields, MultipleTypeField)."""
+    if not FAST_INIT or type(data) is not bytes or not data:
+        return None
+    return Packet.class_default_fields.get(cls)
+
+
 def _init_for_dissection(pkt: Packet, cls: type, defaults: dict, data: bytes, internal: int,
                          underlayer: Packet | None, parent: Packet | None,
                          stop_after: Any) -> None:
@@ -193,9 +199,8 @@ def dissect_as(cls: Any, data: bytes, internal: int = 0, parent: Packet | None =
             cls = conf.raw_layer
     pkt = cls.__new__(cls)
     init = cls.__init__
-    defaults = Packet.class_default_fields.get(cls)
-    if defaults is None or not FAST_INIT or type(data) is not bytes or not data or \
-            (init is not _DLMS_INIT and init is not _RAW_INIT):
+    defaults = _quick_defaults(cls, data)
+    if defaults is None or (init is not _DLMS_INIT and init is not _RAW_INIT):
         pkt.__init__(data, _internal=internal, _underlayer=underlayer, _parent=parent,
                      stop_dissection_after=stop_after)
         return pkt

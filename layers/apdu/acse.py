@@ -348,7 +348,7 @@ class InnerAPDUField(PacketElements, PacketLenField):
             add_finding(pkt, "note", "acse.user-information-not-octet-string",
                         "user-information is not an OCTET STRING; its content is kept raw")
             return rest, conf.raw_layer(load=body)
-        return rest, APDU(body, _parent=pkt)
+        return rest, self.m2i(pkt, body)
 
     def any2i(self, pkt: Packet | None, x: Any) -> Packet | None:
         if isinstance(x, (bytes, bytearray)):
