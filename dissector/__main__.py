@@ -18,7 +18,7 @@ def run() -> int:
     from scapy.config import conf
 
     conf.route_autoload = conf.route6_autoload = False
-    from .cli import main
+    from dissector.cli.main import main
 
     gc.collect()
     gc.freeze()

@@ -17,15 +17,6 @@ with atheris.instrument_imports(include=["layers", "keys", "dissector", "harness
     import harness
 
     # the targets import lazily: import what they use now, so it is instrumented
-    import dissector.capture
-    import dissector.cli
-    import dissector.display_filter
-    import dissector.hexinput
-    import dissector.output
-    import dissector.pcapout
-    import dissector.pipeline
-    import dissector.sources
-    import dissector.stream  # noqa: F401
     import keys.context  # noqa: F401
     import layers  # noqa: F401
 

@@ -92,9 +92,9 @@ def key_secrets() -> list[bytes]:
 
 
 def _render_all(records: Iterable, modes: Sequence[str]) -> list[str]:
-    from dissector.display_filter import compile_filter
-    from dissector.output import render
-    from dissector.pcapout import pcap_item
+    from dissector.output.filter import compile_filter
+    from dissector.output.pcap import pcap_item
+    from dissector.output.text import render
 
     keep = compile_filter(FILTER)
     texts = []
@@ -112,9 +112,9 @@ def _render_all(records: Iterable, modes: Sequence[str]) -> list[str]:
 def run_decode(lines: Sequence[bytes], keyed: bool = True, modes: Sequence[str] = MODES
                ) -> list[str]:
     """`dlms-dissect decode`: each element is one pasted line (as bytes, after hex parsing)."""
-    from dissector.capture import association_stats, stats_text
-    from dissector.hexinput import units_from_line
-    from dissector.pipeline import Dissector
+    from dissector.analysis.capture import association_stats, stats_text
+    from dissector.analysis.pipeline import Dissector
+    from dissector.sources.hexinput import units_from_line
 
     dis = Dissector(keystore() if keyed else None)
     units = [u for n, line in enumerate(lines, 1) if line for u in units_from_line(line, n)]
@@ -134,9 +134,9 @@ def run_capture(data: bytes | str | os.PathLike, keyed: bool = True,
                 ) -> list[str] | None:
     """`dlms-dissect read`: a capture file's bytes (or path). None when the bytes are not a
     capture (the CLI's one-line error)."""
-    from dissector.capture import association_stats, dissect_capture, stats_text
-    from dissector.pipeline import Dissector
-    from dissector.sources import CaptureError
+    from dissector.analysis.capture import association_stats, dissect_capture, stats_text
+    from dissector.analysis.pipeline import Dissector
+    from dissector.sources.capture import CaptureError
 
     dis = Dissector(keystore() if keyed else None)
     tmp = None

@@ -38,7 +38,7 @@ def capture_files() -> list[Path]:
 
 def _pdu_streams() -> Iterator[list[bytes]]:
     """The PDUs of each capture, per link and direction, as `read` cuts them."""
-    from dissector.stream import Pdu, iter_pdus
+    from dissector.framing.streams import Pdu, iter_pdus
 
     for path in capture_files():
         by_link: dict[tuple[str, str], list[bytes]] = {}

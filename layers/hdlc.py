@@ -22,69 +22,18 @@ from .apdu.base import APDU
 from .crc import crc16
 from .expert import add_finding
 from .fields import OctetsField, VarLenField, field_value
+from .hdlc_bytes import (
+    FLAG,
+    LLC_REQUEST,
+    LLC_RESPONSE,
+    address_length,
+    control_kind,
+    decode_address,
+    describe_address,
+    describe_control,
+    encode_address,
+)
 from .packet import DLMSElement, DLMSPacket
-
-FLAG = 0x7E
-LLC_REQUEST = b"\xe6\xe6\x00"
-LLC_RESPONSE = b"\xe6\xe7\x00"
-
-# Unnumbered and supervisory frames: control byte with the P/F bit (0x10) cleared -> name.
-_U_S_FRAMES = {0x01: "RR", 0x05: "RNR", 0x83: "SNRM", 0x43: "DISC", 0x63: "UA", 0x0F: "DM",
-               0x87: "FRMR", 0x03: "UI"}
-
-
-def control_kind(control: int) -> str:
-    """Frame kind named by a control byte: I, RR, RNR, SNRM, DISC, UA, DM, FRMR, UI or unknown."""
-    if not control & 0x01:
-        return "I"
-    if control & 0x03 == 0x01:
-        return _U_S_FRAMES.get(control & 0x0F, "unknown")
-    return _U_S_FRAMES.get(control & 0xEF, "unknown")
-
-
-def describe_control(control: int) -> str:
-    """Control byte in words, e.g. `I N(S)=1 N(R)=2 P/F=1` or `RR N(R)=3 P/F=1`."""
-    kind = control_kind(control)
-    pf = (control >> 4) & 1
-    if kind == "I":
-        return f"I N(S)={(control >> 1) & 7} N(R)={control >> 5} P/F={pf}"
-    if kind in ("RR", "RNR"):
-        return f"{kind} N(R)={control >> 5} P/F={pf}"
-    return f"{kind} P/F={pf}"
-
-
-def encode_address(upper: int, lower: int | None = None, size: int | None = None) -> bytes:
-    """Address bytes: client SAP / upper address alone (1 byte) or upper+lower (2 or 4 bytes)."""
-    if lower is None and size in (None, 1):
-        return bytes([(upper & 0x7F) << 1 | 1])
-    lower = lower or 0
-    if size is None:
-        size = 2 if upper < 0x80 and lower < 0x80 else 4
-    if size == 2:
-        return bytes([(upper & 0x7F) << 1, (lower & 0x7F) << 1 | 1])
-    return bytes([(upper >> 7 & 0x7F) << 1, (upper & 0x7F) << 1,
-                  (lower >> 7 & 0x7F) << 1, (lower & 0x7F) << 1 | 1])
-
-
-def decode_address(raw: bytes) -> tuple[int, int | None]:
-    """(upper, lower) of an address field; lower is None for a 1-byte address."""
-    vals = [b >> 1 for b in raw]
-    if len(raw) == 1:
-        return vals[0], None
-    if len(raw) == 2:
-        return vals[0], vals[1]
-    if len(raw) == 4:
-        return vals[0] << 7 | vals[1], vals[2] << 7 | vals[3]
-    return int.from_bytes(bytes(vals), "big"), None
-
-
-def describe_address(raw: bytes) -> str:
-    """Address in words: `1` for a 1-byte address, `1/17` (logical/physical) otherwise."""
-    if not raw:
-        return "(none)"
-    upper, lower = decode_address(raw)
-    text = str(upper) if lower is None else f"{upper}/{lower}"
-    return text if len(raw) in (1, 2, 4) else f"{text} (invalid {len(raw)}-byte address)"
 
 
 class HDLCAddressField(Field[bytes, bytes]):
@@ -108,10 +57,10 @@ class HDLCAddressField(Field[bytes, bytes]):
         return s + (val or b"")
 
     def getfield(self, pkt: Packet, s: bytes) -> tuple[bytes, bytes]:
-        for i, b in enumerate(s[:4]):
-            if b & 1:
-                return s[i + 1 :], s[: i + 1]
-        raise ValueError("no address byte with the extension bit within 4 bytes")
+        size = address_length(s, 0, len(s), strict=False)
+        if not size:
+            raise ValueError("no address byte with the extension bit within 4 bytes")
+        return s[size:], s[:size]
 
     def i2len(self, pkt: Packet, x: bytes | None) -> int:
         return len(x or b"")

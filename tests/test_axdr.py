@@ -54,7 +54,7 @@ from layers.obis import obis_str
 from layers.packet import DLMSPacket
 
 try:  # tests/ as a package, or as a plain directory on sys.path
-    from .conftest import corpus_path
+    from dissector.conftest import corpus_path
 except ImportError:
     from conftest import corpus_path  # type: ignore[no-redef]
 

@@ -10,7 +10,7 @@ import json
 import pytest
 from conftest import CORPUS
 
-from dissector.cli import main
+from dissector.cli.main import main
 
 CAPTURES = sorted(p.name for p in CORPUS.glob("*.pcap*")) if CORPUS.is_dir() else []
 #: Error codes that report the traffic itself, not a dissection failure.

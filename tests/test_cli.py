@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from scapy.utils import PcapNgReader
 
-from dissector.cli import main
+from dissector.cli.main import main
 from layers.wrapper import Wrapper
 
 ROOT = Path(__file__).resolve().parent.parent

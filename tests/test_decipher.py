@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.compat import raw
 
-from dissector.cli import main
+from dissector.cli.main import main
 from keys.context import KeyContext, encipher
 from keys.keystore import Keystore, MeterKeys, keystore_from_flags
 from keys.wrap import build_key_transfer, wrap_key

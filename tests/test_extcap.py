@@ -19,11 +19,12 @@ import pytest
 from scapy.utils import RawPcapNgReader, rdpcap
 from test_live_serial import SERIAL, WAIT, PtyLine, corpus_records
 
-from dissector import cli, extcap
+from dissector import cli
+from dissector.cli import extcap
 
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 
-LAUNCHER = [sys.executable, "-m", "dissector.extcap"]
+LAUNCHER = [sys.executable, "-m", "dissector.cli.extcap"]
 #: `{key=value}` groups of one extcap line.
 GROUP = re.compile(r"\{([a-z]+)=([^{}]*)\}")
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dissector.framing import (
+from dissector.framing.splitter import (
     FramingNote,
     HdlcSplitter,
     Piece,
@@ -17,7 +17,7 @@ from dissector.framing import (
     split_hdlc_frames,
     strip_llc_432,
 )
-from dissector.stream import hdlc_direction
+from dissector.framing.streams import hdlc_direction
 from layers.crc import crc16
 
 # Real frames (CRC-valid) from public traces: a SNRM and UA with a 4-byte server address

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from conftest import CORPUS, corpus_path
 
-from dissector.capture import dissect_capture
-from dissector.model import ApduRecord
-from dissector.pipeline import Dissector
+from dissector.analysis.capture import dissect_capture
+from dissector.analysis.pipeline import Dissector
+from dissector.analysis.record import ApduRecord
 from keys.keystore import keystore_from_flags
 
 SOURCE = "htanwar922/wireshark-dlms"

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import CORPUS
 
-from dissector.capture import dissect_capture
-from dissector.pipeline import Dissector
+from dissector.analysis.capture import dissect_capture
+from dissector.analysis.pipeline import Dissector
 from keys.keystore import keystore_from_flags
 
 SCENARIOS = sorted(p.name for p in (CORPUS / "interop").glob("*") if p.is_dir()) \

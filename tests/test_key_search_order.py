@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-import dissector.tracker as tracker
+import dissector.analysis.tracker as tracker
 import keys.context as context
-from dissector.cli import main
+from dissector.cli.main import main
 from keys.gcm import Opening
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))

@@ -28,9 +28,10 @@ from conftest import corpus_path
 from scapy.utils import RawPcapNgReader
 
 from dissector import cli
-from dissector.framing import FramingNote, Piece
-from dissector.linklayers import LinkFrame
-from dissector.live import (
+from dissector.analysis.pipeline import Dissector
+from dissector.framing.linklayers import LinkFrame
+from dissector.framing.splitter import FramingNote, Piece
+from dissector.live.sources import (
     LiveDissection,
     LiveOutput,
     SerialChannel,
@@ -38,9 +39,8 @@ from dissector.live import (
     SerialSniffer,
     record_end,
 )
-from dissector.pipeline import Dissector
-from dissector.records import Record
-from dissector.sources import read_capture
+from dissector.sources.capture import read_capture
+from dissector.stages import Record
 from keys.keystore import keystore_from_flags
 
 SERIAL = "g3_hdlc_serial_pty_gmac"

@@ -34,8 +34,8 @@ from test_live_serial import (
     summary,
 )
 
-from dissector.live import LiveDissection, LiveOutput, PassiveSniffer, TcpTap, tshark_path
-from dissector.pipeline import Dissector
+from dissector.analysis.pipeline import Dissector
+from dissector.live.sources import LiveDissection, LiveOutput, PassiveSniffer, TcpTap, tshark_path
 
 SCENARIO = "b_gmac_authenc_glo"
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")

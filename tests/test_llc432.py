@@ -8,13 +8,13 @@ from scapy.layers.inet import IP, UDP
 from scapy.packet import Raw, raw
 from scapy.utils import rdpcap
 
-from dissector.linklayers import llc432_unit, looks_like_llc432, looks_like_mbus
-from dissector.pipeline import Dissector
+from dissector.analysis.pipeline import Dissector
+from dissector.framing.linklayers import llc432_unit, looks_like_llc432, looks_like_mbus
 from layers.expert import findings_of
 from layers.llc432 import LLC432
 
 try:  # tests/ as a package, or as a plain directory on sys.path
-    from .conftest import corpus_path
+    from dissector.conftest import corpus_path
 except ImportError:
     from conftest import corpus_path  # type: ignore[no-redef]
 

@@ -8,8 +8,8 @@ import re
 import pytest
 from scapy.compat import raw
 
-from dissector.hexinput import HexInput
-from dissector.pipeline import Dissector
+from dissector.analysis.pipeline import Dissector
+from dissector.sources.hexinput import HexInput
 from layers import APDU
 
 #: Items whose bytes are really malformed, and the finding that says so.

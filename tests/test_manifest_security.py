@@ -37,9 +37,9 @@ from typing import Any
 import pytest
 from conftest import CORPUS, corpus_path
 
-from dissector.hexinput import units_from_line
-from dissector.model import ApduRecord
-from dissector.pipeline import Dissector
+from dissector.analysis.pipeline import Dissector
+from dissector.analysis.record import ApduRecord
+from dissector.sources.hexinput import units_from_line
 from keys.keystore import Keystore, keystore_from_flags
 from layers.expert import Finding
 

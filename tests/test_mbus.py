@@ -10,15 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.packet import Raw, raw
 
-from dissector.framing import FramingNote
-from dissector.linklayers import (
+from dissector.analysis.pipeline import Dissector, Unit
+from dissector.framing.linklayers import (
     LinkFrame,
     MbusFramer,
     MbusReassembler,
     looks_like_mbus,
     units_from_mbus,
 )
-from dissector.pipeline import Dissector, Unit
+from dissector.framing.splitter import FramingNote
 from keys.keystore import keystore_from_flags
 from layers.expert import findings_of
 from layers.mbus import (
@@ -37,7 +37,7 @@ from layers.mbus import (
 )
 
 try:  # tests/ as a package, or as a plain directory on sys.path
-    from .conftest import corpus_path
+    from dissector.conftest import corpus_path
 except ImportError:
     from conftest import corpus_path  # type: ignore[no-redef]
 
@@ -390,7 +390,7 @@ def test_read_finds_mbus_in_a_serial_capture(tmp_path: Path) -> None:
 
     from scapy.utils import RawPcapWriter
 
-    from dissector.cli import main
+    from dissector.cli.main import main
 
     items = _json.loads(corpus_path("manifest.json").read_text())["items"]
     item = next(i for i in items if i["id"] == "item008")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import weakref
 
-from dissector.pipeline import Dissector, Unit
+from dissector.analysis.pipeline import Dissector, Unit
 
 GET = bytes.fromhex("C001C100080000010000FF0200")
 RESPONSE = bytes.fromhex("C401C100090C07EA0B180208291400000000")
@@ -25,7 +25,7 @@ def test_records_are_released_after_use() -> None:
 
 
 def test_unanswered_requests_are_bounded() -> None:
-    from dissector.tracker import MAX_PENDING
+    from dissector.analysis.tracker import MAX_PENDING
 
     dis = Dissector()
     for i in range(MAX_PENDING * 3):

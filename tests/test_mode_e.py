@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.packet import raw
 
-from dissector.framing import FramingNote
-from dissector.linklayers import LinkFrame, ModeEFramer, looks_like_mbus, looks_like_mode_e
-from dissector.pipeline import Dissector, Unit
+from dissector.analysis.pipeline import Dissector, Unit
+from dissector.framing.linklayers import LinkFrame, ModeEFramer, looks_like_mbus, looks_like_mode_e
+from dissector.framing.splitter import FramingNote
 from layers.expert import findings_of
 from layers.iec62056_21 import (
     ModeE,

@@ -23,7 +23,7 @@ import pytest
 from conftest import CORPUS, ROOT, corpus_path
 from scapy.utils import RawPcapReader
 
-from dissector.cli import main
+from dissector.cli.main import main
 
 SEED_PCAP = ROOT / "pcaps" / "seed-case.pcap"
 SEED_KEYS = ROOT / "pcaps" / "seed-case.keys.toml"

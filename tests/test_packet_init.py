@@ -10,7 +10,7 @@ from scapy.fields import ByteEnumField, ByteField, MultipleTypeField
 from scapy.packet import Packet
 
 import layers.packet as packet_module
-from dissector.fields_json import packet_fields
+from dissector.output.fields import packet_fields
 from layers.apdu.base import APDU
 from layers.packet import DLMSPacket
 
@@ -38,8 +38,8 @@ def test_first_packet_of_a_class_scapy_does_not_cache() -> None:
 def _apdus() -> list[bytes]:
     """The APDUs of real captures of the corpus (one of each distinct first bytes), and every
     published plaintext APDU of its manifest."""
-    from dissector.capture import dissect_capture
-    from dissector.pipeline import Dissector
+    from dissector.analysis.capture import dissect_capture
+    from dissector.analysis.pipeline import Dissector
 
     out: dict[bytes, bytes] = {}
     for capture in sorted(CORPUS.glob("*.pcap")) + sorted(CORPUS.glob("interop/*/capture.pcap")):

@@ -11,7 +11,7 @@ import pytest
 from conftest import CORPUS
 from scapy.utils import RawPcapReader, RawPcapWriter
 
-from dissector.cli import main
+from dissector.cli.main import main
 
 SIMPLE_KEY = CORPUS / "htanwar922_Output-Ciphered-Simple-Key.pcap"
 MANY = [CORPUS / "bearxiong99_sample.pcap", SIMPLE_KEY,
@@ -93,7 +93,7 @@ def test_jobs_with_a_filter_on_the_record_number() -> None:
 def test_jobs_with_few_units_in_flight(monkeypatch: pytest.MonkeyPatch) -> None:
     """The parent stops sending and waits for answers when the bound on units in flight is
     reached: with a bound of 8 units and messages of 2, the output is still the serial one."""
-    import dissector.parallel as parallel
+    import dissector.analysis.parallel as parallel
 
     serial = read(*map(str, MANY), "--json", "--stats")
     monkeypatch.setattr(parallel, "IN_FLIGHT", 8)
@@ -103,7 +103,7 @@ def test_jobs_with_few_units_in_flight(monkeypatch: pytest.MonkeyPatch) -> None:
 
 FAILING_WORKER = """
 import sys
-import dissector.parallel as parallel
+import dissector.analysis.parallel as parallel
 from keys.keystore import Keystore
 
 def render(rec):

@@ -20,10 +20,10 @@ sys.path.insert(0, str(ROOT / "fuzz"))
 import capgen
 import harness
 
-from dissector.pipeline import Dissector, Unit
-from dissector.reassembly import MAX_APDU, HdlcReassembler
-from dissector.records import LinkEvent, Note, Record
-from dissector.tcp import ACK, SYN, TcpReassembler
+from dissector.analysis.pipeline import Dissector, Unit
+from dissector.analysis.reassembly import MAX_APDU, HdlcReassembler
+from dissector.sources.tcp import ACK, SYN, TcpReassembler
+from dissector.stages import LinkEvent, Note, Record
 from layers import HDLC
 from layers.apdu.gbt import GeneralBlockTransfer
 from layers.fields import encode_length
@@ -197,7 +197,7 @@ def test_hole_that_never_fills_is_given_up_at_the_bound() -> None:
 
 
 def test_too_many_connections_are_evicted_with_a_note() -> None:
-    from dissector.tcp import MAX_CLOSED
+    from dissector.sources.tcp import MAX_CLOSED
 
     tcp = TcpReassembler(max_connections=64, max_total_buffered=200_000)
     out: list = []
@@ -246,7 +246,7 @@ def test_total_bytes_behind_holes_are_bounded() -> None:
 
 def test_unfinished_pdu_at_the_end_is_reported(tmp_path) -> None:
     """A TCP stream whose wrapper header announces 65,535 bytes that never come."""
-    from dissector.stream import iter_pdus
+    from dissector.framing.streams import iter_pdus
 
     conv = capgen.TcpConversation()
     pdu = b"\x00\x01\x00\x10\x00\x01\xff\xff" + GET
@@ -258,7 +258,7 @@ def test_unfinished_pdu_at_the_end_is_reported(tmp_path) -> None:
 
 
 def test_noise_datagrams_on_the_dlms_port_are_counted_not_noted_one_by_one(tmp_path) -> None:
-    from dissector.sources import MAX_UDP_NOTES, read_capture
+    from dissector.sources.capture import MAX_UDP_NOTES, read_capture
 
     frames = [capgen.udp_frame("10.0.0.1", 40000, "10.0.0.2", 4059, b"\x55" * 30)] * 1000
     path = tmp_path / "noise.pcap"
@@ -270,7 +270,7 @@ def test_noise_datagrams_on_the_dlms_port_are_counted_not_noted_one_by_one(tmp_p
 
 def test_directions_learned_on_a_serial_line_are_bounded() -> None:
     """A serial line flooded with frames between ever new address pairs."""
-    from dissector.stream import MAX_LEARNED, hdlc_direction
+    from dissector.framing.streams import MAX_LEARNED, hdlc_direction
 
     learned: dict = {}
     for n in range(3 * MAX_LEARNED):
@@ -281,7 +281,7 @@ def test_directions_learned_on_a_serial_line_are_bounded() -> None:
 
 def test_fragment_floods_are_given_up(tmp_path) -> None:
     """Endless overlapping IPv4 fragments of one datagram, and thousands of 8-byte ones."""
-    from dissector.sources import MAX_FRAGMENT_PIECES, read_capture
+    from dissector.sources.capture import MAX_FRAGMENT_PIECES, read_capture
 
     frames = []
     for n in range(MAX_FRAGMENT_PIECES + 50):

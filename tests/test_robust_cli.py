@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from dissector.cli import main
+from dissector.cli.main import main
 
 SEED_PCAP = ROOT / "pcaps" / "seed-case.pcap"
 SEED_KEYS = ROOT / "pcaps" / "seed-case.keys.toml"

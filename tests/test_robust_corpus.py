@@ -12,9 +12,9 @@ import sys
 import pytest
 from conftest import CORPUS, ROOT, corpus_path
 
-from dissector.cli import main
-from dissector.records import Note
-from dissector.stream import iter_pdus
+from dissector.cli.main import main
+from dissector.framing.streams import iter_pdus
+from dissector.stages import Note
 
 sys.path.insert(0, str(ROOT / "fuzz"))
 

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from test_no_key_leak import assert_no_leak, interop_case, needles, seed_case
 from test_robust_layers import mutated, seeds
 
-from dissector.cli import main
+from dissector.cli.main import main
 
 sys.path.insert(0, str(ROOT / "fuzz"))
 import harness

@@ -62,7 +62,7 @@ def check(cls: type[Packet], data: bytes) -> Packet:
     assert raw(pkt) == data, f"{cls.__name__} lost or changed input bytes"
     pkt.show(dump=True)
     pkt.summary()
-    from dissector.fields_json import packet_fields
+    from dissector.output.fields import packet_fields
 
     json.dumps(packet_fields(pkt), default=str)
     took = time.perf_counter() - start
@@ -82,7 +82,7 @@ def _hex(text: str | None) -> bytes | None:
 @cache
 def seeds() -> dict[str, list[bytes]]:
     """Real traffic by kind: HDLC frames, wrapper PDUs, APDUs (clear and plaintext)."""
-    from dissector.stream import Pdu, iter_pdus
+    from dissector.framing.streams import Pdu, iter_pdus
 
     out: dict[str, set[bytes]] = {"hdlc": set(), "wrapper": set(), "apdu": set()}
     manifest = CORPUS / "manifest.json"

@@ -26,15 +26,15 @@ import capgen
 import harness
 from test_robust_layers import mutated, seeds
 
-from dissector.cli import main
-from dissector.framing import (
+from dissector.analysis.pipeline import Dissector, Unit
+from dissector.cli.main import main
+from dissector.framing.splitter import (
     HdlcSplitter,
     Piece,
     StartFinder,
     WrapperSplitter,
     find_start,
 )
-from dissector.pipeline import Dissector, Unit
 
 TIME_LIMIT = 5.0  # seconds for one generated input of a few kilobytes, every output format
 SETTINGS = settings(max_examples=40, deadline=None, derandomize=True,
@@ -246,7 +246,7 @@ def test_noise_on_a_dlms_port_is_read_in_linear_time(pattern: bytes, size: int) 
 
 def test_serial_channel_of_the_live_sniffer() -> None:
     """The serial sniffer's channel (sign-on text and HDLC on one line), fed in pieces."""
-    from dissector import live
+    from dissector.live import sources as live
 
     channel = live.SerialChannel
     streams = [b"/?!\r\n", b"/ABC5XYZ\r\n", b"\x06050\r\n", b"/" + b"A" * 5000,
@@ -301,7 +301,7 @@ def test_unsupported_suite_with_keys_is_a_finding(sc: str) -> None:
 @given(buf=st.one_of(st.binary(max_size=300), PDUS), after_flag=st.booleans())
 def test_serial_record_cutting_of_the_live_sniffer(buf: bytes, after_flag: bool) -> None:
     """Where the serial reader ends a capture record: within the bytes it has, never raising."""
-    from dissector.live import record_end
+    from dissector.live.sources import record_end
 
     end = record_end(buf, after_flag)
     assert 0 <= end <= len(buf)

@@ -10,7 +10,7 @@ import pytest
 from conftest import corpus_path
 from scapy.compat import raw
 
-from dissector.cli import main
+from dissector.cli.main import main
 from layers.hdlc import HDLC
 
 

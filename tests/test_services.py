@@ -30,7 +30,7 @@ from layers.expert import findings_of
 from layers.fields import VarLenField
 
 try:  # tests/ as a package, or as a plain directory on sys.path
-    from .conftest import corpus_path
+    from dissector.conftest import corpus_path
 except ImportError:
     from conftest import corpus_path  # type: ignore[no-redef]
 

@@ -27,7 +27,7 @@ from layers.axdr import (
 )
 
 try:  # tests/ as a package, or as a plain directory on sys.path
-    from .test_services import errors, rebuilt
+    from dissector.test_services import errors, rebuilt
 except ImportError:
     from test_services import errors, rebuilt  # type: ignore[no-redef]
 

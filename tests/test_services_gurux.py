@@ -18,7 +18,7 @@ from layers.apdu.base import APDU
 from layers.axdr import CosemAttributeDescriptor, CosemMethodDescriptor, Data
 
 try:  # tests/ as a package, or as a plain directory on sys.path
-    from .test_services import check
+    from dissector.test_services import check
 except ImportError:
     from test_services import check  # type: ignore[no-redef]
 

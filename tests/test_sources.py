@@ -22,9 +22,9 @@ from scapy.packet import Raw
 from test_framing import GET, SNRM, UA, hdlc
 from test_tcp import AARE, AARQ, GET_RSP
 
-from dissector.records import LinkEvent, Note, Record
-from dissector.sources import CaptureError, read_capture
-from dissector.stream import Pdu, iter_pdus
+from dissector.framing.streams import Pdu, iter_pdus
+from dissector.sources.capture import CaptureError, read_capture
+from dissector.stages import LinkEvent, Note, Record
 from layers.crc import crc16
 
 CAPTURES = sorted(p.name for p in CORPUS.glob("*.pcap*")) if CORPUS.exists() else []

@@ -11,10 +11,10 @@ from scapy.packet import Packet, Raw
 from scapy.utils import wrpcap
 from test_framing import hdlc
 
-from dissector.records import LinkEvent, Note, Record
-from dissector.sources import read_capture
-from dissector.stream import Pdu, iter_pdus
-from dissector.tcp import Delivery, Gap, TcpReassembler, TcpStream
+from dissector.framing.streams import Pdu, iter_pdus
+from dissector.sources.capture import read_capture
+from dissector.sources.tcp import Delivery, Gap, TcpReassembler, TcpStream
+from dissector.stages import LinkEvent, Note, Record
 
 CLIENT, SERVER = "10.0.0.2", "10.0.0.1"
 CPORT = 40312

@@ -21,11 +21,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from dissector.analysis.capture import feed, units_of_capture
+from dissector.analysis.pipeline import Dissector
+from dissector.analysis.record import ApduRecord
 from keys.keystore import Keystore
-
-from .capture import feed, units_of_capture
-from .model import ApduRecord
-from .pipeline import Dissector
 
 BATCH = 64  # units per message to a worker
 IN_FLIGHT = 4096  # units sent and not yet answered
@@ -90,7 +89,7 @@ def run_parallel(paths: str | list[str], ports: dict[int, str] | None, keystore:
                  ) -> Iterator[Rendered | tuple[str, Any]]:
     """Rendered records in capture order, numbered from 1 across workers, then
     ("end", findings) and ("stats", states)."""
-    from .sources import check_capture
+    from dissector.sources.capture import check_capture
 
     paths = [paths] if isinstance(paths, str) else list(paths)
     check_capture(paths)  # files that cannot be opened fail here, at once

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from .framing import (
+from dissector.framing.splitter import (
     FramingNote,
     HdlcSplitter,
     Piece,
@@ -21,7 +21,8 @@ from .framing import (
     new_splitter,
     strip_llc_432,
 )
-from .records import (
+from dissector.sources.capture import CaptureSource, read_capture
+from dissector.stages import (
     CLIENT_TO_SERVER,
     SERVER_TO_CLIENT,
     UNKNOWN,
@@ -30,7 +31,6 @@ from .records import (
     Note,
     Record,
 )
-from .sources import CaptureSource, read_capture
 
 __all__ = ["Note", "Pdu", "hdlc_direction", "iter_pdus", "pdus_from_records"]
 

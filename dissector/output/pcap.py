@@ -6,9 +6,8 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 from scapy.utils import PcapNgWriter
 
+from dissector.analysis.record import ApduRecord
 from layers.wrapper import DLMS_PORT, Wrapper
-
-from .model import ApduRecord
 
 CLIENT_IP, SERVER_IP = "10.0.0.1", "10.0.0.2"
 # Locally administered MAC addresses: the file is the same on every machine, and Scapy looks

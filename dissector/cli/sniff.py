@@ -12,11 +12,11 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
-from . import extcap
-from .tcp import DLMS_PORT
+from dissector.cli import extcap
+from dissector.sources.tcp import DLMS_PORT
 
 if TYPE_CHECKING:
-    from .live import LiveDissection, PassiveSniffer, SerialSniffer, TcpTap
+    from dissector.live.sources import LiveDissection, PassiveSniffer, SerialSniffer, TcpTap
 
 # The live sources (and Scapy's sending, routing and sniffing they pull in) load only when a
 # live command runs: `read` and `decode` start quicker.
@@ -96,7 +96,7 @@ def parse_endpoint(text: str, default_host: str | None = None) -> tuple[str, int
 
 def dlms_ports(specs: list[str]) -> dict[int, str | None]:
     """`--port` values (`4059`, `4061:wrapper`) -> {port: transport or None to detect}."""
-    from .framing import parse_port_spec
+    from dissector.framing.splitter import parse_port_spec
 
     ports: dict[int, str | None] = {}
     for spec in specs or [str(DLMS_PORT)]:
@@ -113,7 +113,13 @@ def dlms_ports(specs: list[str]) -> dict[int, str | None]:
 def make_source(args: argparse.Namespace, dissection: LiveDissection | None,
                 stop: threading.Event) -> SerialSniffer | TcpTap | PassiveSniffer:
     """The live source the arguments describe (not opened yet)."""
-    from .live import LiveError, PassiveSniffer, SerialSettings, SerialSniffer, TcpTap
+    from dissector.live.sources import (
+        LiveError,
+        PassiveSniffer,
+        SerialSettings,
+        SerialSniffer,
+        TcpTap,
+    )
 
     if args.sniff_command == "serial":
         settings = SerialSettings(args.baud, args.bytesize, args.parity, args.stopbits, args.gap)
@@ -138,11 +144,11 @@ def run_sniff(args: argparse.Namespace, out: TextIO) -> int:
     """Run `sniff serial`, `sniff tcp` or `extcap` until Ctrl-C (or `--duration`)."""
     if args.command == "extcap":
         return extcap.run(args, out)
-    from .capture import association_stats, stats_text
-    from .cli import load_keys
-    from .display_filter import compile_filter
-    from .live import LiveDissection, LiveError, LiveOutput, stop_on_signals
-    from .pipeline import Dissector
+    from dissector.analysis.capture import association_stats, stats_text
+    from dissector.analysis.pipeline import Dissector
+    from dissector.cli.main import load_keys
+    from dissector.live.sources import LiveDissection, LiveError, LiveOutput, stop_on_signals
+    from dissector.output.filter import compile_filter
 
     dis = Dissector(load_keys(args))
     mode = "json" if args.json else "tree" if args.verbose else "summary"

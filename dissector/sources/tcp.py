@@ -18,8 +18,8 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .framing import detect_transport
-from .records import (
+from dissector.framing.splitter import detect_transport
+from dissector.stages import (
     CLIENT_TO_SERVER,
     SERVER_TO_CLIENT,
     Direction,

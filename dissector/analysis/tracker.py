@@ -8,6 +8,7 @@ from typing import Any
 
 from scapy.packet import Packet
 
+from dissector.analysis.record import ApduRecord
 from keys.context import Association
 from keys.hls import HlsInputError, verify_hls
 from keys.keystore import Keystore
@@ -16,8 +17,6 @@ from keys.wrap import KeyTransferFormatError, UnwrapError, key_id_name, unwrap_k
 from layers.apdu.initiate import conformance_names
 from layers.expert import Finding
 from layers.tree import iter_tree
-
-from .model import ApduRecord
 
 MECHANISM_NAMES = {0: "lowest", 1: "low (LLS)", 2: "high (manufacturer specific)",
                    3: "high MD5", 4: "high SHA-1", 5: "high GMAC", 6: "high SHA-256",

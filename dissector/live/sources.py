@@ -43,6 +43,23 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
+from dissector.analysis.capture import Close, feed
+from dissector.analysis.pipeline import Dissector, Unit
+from dissector.analysis.record import ApduRecord
+from dissector.framing.linklayers import LinkFrame
+from dissector.framing.splitter import FLAG, FramingNote, HdlcSplitter, Piece
+from dissector.framing.streams import Pdu, hdlc_direction, pdus_from_records
+from dissector.output.text import Writer
+from dissector.sources.capture import LINKTYPE_USER0, SERIAL_LINK, FrameDecoder
+from dissector.stages import (
+    CLIENT_TO_SERVER,
+    SERVER_TO_CLIENT,
+    UNKNOWN,
+    Direction,
+    LinkEvent,
+    Note,
+    Severity,
+)
 from layers.crc import crc16
 from layers.expert import Finding
 from layers.hdlc import control_kind
@@ -54,24 +71,6 @@ from layers.iec62056_21 import (
     describe_mode_e,
     message_length,
 )
-
-from .capture import Close, feed
-from .framing import FLAG, FramingNote, HdlcSplitter, Piece
-from .linklayers import LinkFrame
-from .model import ApduRecord
-from .output import Writer
-from .pipeline import Dissector, Unit
-from .records import (
-    CLIENT_TO_SERVER,
-    SERVER_TO_CLIENT,
-    UNKNOWN,
-    Direction,
-    LinkEvent,
-    Note,
-    Severity,
-)
-from .sources import LINKTYPE_USER0, SERIAL_LINK, FrameDecoder
-from .stream import Pdu, hdlc_direction, pdus_from_records
 
 try:
     import termios

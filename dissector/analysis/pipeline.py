@@ -8,16 +8,15 @@ from typing import Any
 
 from scapy.packet import Packet, Raw
 
+from dissector.analysis.reassembly import Assembled, BlockReassembler, HdlcReassembler
+from dissector.analysis.record import ApduRecord
+from dissector.analysis.tracker import Tracker
 from keys.context import REQUEST_TAGS, KeyContext
 from keys.keystore import Keystore
 from layers.apdu.base import APDU
 from layers.expert import Finding
 from layers.hdlc import HDLC, LLC, LLC_RESPONSE, control_kind, decode_address
 from layers.wrapper import Wrapper
-
-from .model import ApduRecord
-from .reassembly import Assembled, BlockReassembler, HdlcReassembler
-from .tracker import Tracker
 
 #: Links whose state is kept at once (TCP connections, HDLC address pairs, UDP peers).
 MAX_LINKS = 1024
@@ -117,7 +116,7 @@ class Dissector:
         """`finish` with each finding's place in a serial run: notes by the position of their
         unit, then incomplete HDLC segments, then incomplete block transfers, each by first
         frame. Sorting merges the findings of several dissectors into the serial order."""
-        from .framing import FramingNote
+        from dissector.framing.splitter import FramingNote
 
         for framer in self.mbus.values():
             self.add_notes([Finding(e.severity, e.code, e.message)
@@ -149,7 +148,7 @@ class Dissector:
         elif unit.transport == "mbus":
             framer = self.mbus.get(unit.link)
             if framer is None:
-                from .linklayers import MbusFramer
+                from dissector.framing.linklayers import MbusFramer
 
                 framer = self.mbus[unit.link] = MbusFramer(unit.link)
             yield from self.events(framer.feed_frame(unit.data, unit.frames, unit.time),
@@ -200,8 +199,8 @@ class Dissector:
                ) -> Iterator[ApduRecord]:
         """What a link-layer framer (M-Bus, mode E) gives: APDU units are dissected, link
         messages become records of their own, framing notes ride on the next record."""
-        from .framing import FramingNote
-        from .linklayers import LinkFrame
+        from dissector.framing.linklayers import LinkFrame
+        from dissector.framing.splitter import FramingNote
 
         notes: list[Finding] = list(findings or [])
         for ev in events:

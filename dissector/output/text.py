@@ -7,9 +7,8 @@ from typing import Any, TextIO
 
 from scapy.packet import Packet
 
+from dissector.analysis.record import ApduRecord
 from layers.security import describe_sc, explain_sc
-
-from .model import ApduRecord
 
 FAMILY_WORDS = {"glo": "glo", "ded": "ded", "general": "general", "signing": "signed"}
 

@@ -6,7 +6,7 @@ Wireshark runs the programs in its extcap folder with `--extcap-interfaces`, the
 to the fifo as pcapng, link type 147 (DLT_USER0) with direction flags, exactly what
 `dlms-dissect sniff serial -w` writes; it stops on SIGTERM/SIGINT or when Wireshark closes the
 fifo. `dlms-dissect extcap --install [DIR]` writes a launcher into Wireshark's personal extcap
-folder (the launcher runs `python -m dissector.extcap`, which ignores options it does not know).
+folder (the launcher runs `python -m dissector.cli.extcap`, which ignores options it does not know).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 from typing import TextIO
 
-from .sources import LINKTYPE_USER0
+from dissector.sources.capture import LINKTYPE_USER0
 
 INTERFACE = "dlms-serial"
 DISPLAY = "DLMS serial tap"
@@ -121,7 +121,7 @@ def config_text() -> str:
 def launcher_text() -> str:
     """The executable Wireshark finds in its extcap folder."""
     return ("#!/bin/sh\n# Wireshark extcap launcher: DLMS serial tap (dlms-dissector)\n"
-            f'exec {shlex.quote(sys.executable)} -m dissector.extcap "$@"\n')
+            f'exec {shlex.quote(sys.executable)} -m dissector.cli.extcap "$@"\n')
 
 
 def default_extcap_dir() -> Path:
@@ -144,7 +144,7 @@ def capture(args: argparse.Namespace) -> int:
     if not args.fifo or not args.port:
         sys.stderr.write("extcap capture needs --fifo PATH and --port DEVICE\n")
         return 2
-    from .live import LiveError, SerialSettings, SerialSniffer, stop_on_signals
+    from dissector.live.sources import LiveError, SerialSettings, SerialSniffer, stop_on_signals
 
     ports = [args.port] + ([args.port2] if args.port2 else [])
     settings = SerialSettings(args.baud, args.bytesize, args.parity, args.stopbits, args.gap)

@@ -22,8 +22,9 @@ from typing import Any, BinaryIO
 from scapy.error import Scapy_Exception
 from scapy.utils import RawPcapNgReader, RawPcapReader
 
-from .framing import detect_transport
-from .records import (
+from dissector.framing.splitter import detect_transport
+from dissector.sources.tcp import DLMS_PORT, TcpReassembler
+from dissector.stages import (
     CLIENT_TO_SERVER,
     SERVER_TO_CLIENT,
     UNKNOWN,
@@ -33,7 +34,6 @@ from .records import (
     Record,
     endpoint,
 )
-from .tcp import DLMS_PORT, TcpReassembler
 
 LINKTYPE_NULL = 0
 LINKTYPE_ETHERNET = 1

@@ -31,6 +31,9 @@ from typing import Literal
 
 from scapy.packet import Packet
 
+from dissector.analysis.pipeline import Unit
+from dissector.analysis.reassembly import MAX_APDU, Assembled
+from dissector.framing.splitter import FLAG, FramingNote, HdlcSplitter, Piece, _Splitter
 from layers.expert import Finding
 from layers.iec62056_21 import ACK as MODE_E_ACK
 from layers.iec62056_21 import ModeE, looks_like_mode_e, message_length
@@ -44,10 +47,6 @@ from layers.mbus import (
     frame_length,
     mbus_segment,
 )
-
-from .framing import FLAG, FramingNote, HdlcSplitter, Piece, _Splitter
-from .pipeline import Unit
-from .reassembly import MAX_APDU, Assembled
 
 __all__ = ["Event", "LinkFrame", "MbusFramer", "MbusReassembler", "MbusSplitter",
            "ModeEFramer", "SignOnSplitter", "llc432_unit", "looks_like_llc432",

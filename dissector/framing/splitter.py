@@ -568,7 +568,7 @@ def new_splitter(transport: str) -> _Splitter:
     if transport == "wrapper":
         return WrapperSplitter()
     if transport == "mbus":
-        from .linklayers import MbusSplitter
+        from dissector.framing.linklayers import MbusSplitter
 
         return MbusSplitter()
     raise ValueError(f"no splitter for transport {transport!r}")

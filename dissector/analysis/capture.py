@@ -6,10 +6,9 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from dissector.analysis.pipeline import Dissector, Unit
+from dissector.analysis.record import ApduRecord
 from layers.expert import Finding
-
-from .model import ApduRecord
-from .pipeline import Dissector, Unit
 
 
 @dataclass(frozen=True)
@@ -23,8 +22,8 @@ def units_of_capture(path: str | list[str], ports: dict[int, str] | None = None
                      ) -> Iterator[Unit | Close | Trailing]:
     """Transport units of a capture (or of several files read as one) in capture order;
     capture notes ride on the next unit."""
-    from .records import LinkEvent, Note
-    from .stream import iter_pdus
+    from dissector.framing.streams import iter_pdus
+    from dissector.stages import LinkEvent, Note
 
     notes: list[Finding] = []
     units = 0
@@ -45,7 +44,7 @@ def units_of_capture(path: str | list[str], ports: dict[int, str] | None = None
                    item.direction, notes)
         notes = []
     if not units and unsupported:
-        from .sources import CaptureError
+        from dissector.sources.capture import CaptureError
 
         label = path if isinstance(path, str) else ", ".join(path)
         raise CaptureError(f"{label}: {unsupported}")

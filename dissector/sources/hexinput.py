@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from .model import ApduRecord
-from .pipeline import Dissector, Unit
+from dissector.analysis.pipeline import Dissector, Unit
+from dissector.analysis.record import ApduRecord
 
 _JUNK = re.compile(r"0x|[\s:,;.\-]", re.IGNORECASE)
 
@@ -33,14 +33,19 @@ class HexInput:
     as records through the dissector."""
 
     def __init__(self, dissector: Dissector) -> None:
-        from .linklayers import MbusFramer, ModeEFramer
+        from dissector.framing.linklayers import MbusFramer, ModeEFramer
 
         self.dis = dissector
         self.mbus = MbusFramer("input")
         self.mode_e = ModeEFramer("input")
 
     def line(self, data: bytes, line_no: int) -> Iterator[ApduRecord]:
-        from .linklayers import llc432_unit, looks_like_llc432, looks_like_mbus, looks_like_mode_e
+        from dissector.framing.linklayers import (
+            llc432_unit,
+            looks_like_llc432,
+            looks_like_mbus,
+            looks_like_mode_e,
+        )
 
         if data[:1] != b"\x7e" and looks_like_mode_e(data):
             yield from self.dis.events(self.mode_e.feed(data, line_no))
@@ -59,9 +64,8 @@ class HexInput:
 def units_from_line(data: bytes, line_no: int) -> list[Unit]:
     """Split one input line: HDLC frames at their flags, a wrapper PDU, or a bare APDU."""
     if data[:1] == b"\x7e":
+        from dissector.framing.splitter import split_hdlc_frames
         from layers.expert import Finding
-
-        from .framing import split_hdlc_frames
 
         frames = split_hdlc_frames(data) or [data]
         units = [Unit(f, "hdlc", [line_no]) for f in frames]

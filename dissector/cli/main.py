@@ -9,6 +9,11 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import Any, NoReturn, TextIO
 
+from dissector.analysis.pipeline import Dissector
+from dissector.analysis.record import ApduRecord
+from dissector.cli.sniff import add_sniff_commands, run_sniff
+from dissector.output.text import Writer
+from dissector.sources.capture import CaptureError
 from keys.keystore import (
     Keystore,
     KeystoreError,
@@ -17,12 +22,6 @@ from keys.keystore import (
     keystore_from_flags,
     load_keystore,
 )
-
-from .cli_sniff import add_sniff_commands, run_sniff
-from .model import ApduRecord
-from .output import Writer
-from .pipeline import Dissector
-from .sources import CaptureError
 
 KEY_FLAGS = ("ek", "ak", "bek", "kek", "dk", "hls_secret", "client_title", "server_title")
 
@@ -108,10 +107,10 @@ def _mode(args: argparse.Namespace) -> str:
 
 def _renderer(args: argparse.Namespace) -> Any:
     """Record -> Rendered (text and pcap item), or None when the display filter drops it."""
-    from .display_filter import compile_filter
-    from .output import render
-    from .parallel import Rendered
-    from .pcapout import pcap_item
+    from dissector.analysis.parallel import Rendered
+    from dissector.output.filter import compile_filter
+    from dissector.output.pcap import pcap_item
+    from dissector.output.text import render
 
     mode = _mode(args)
     keep = compile_filter(args.filter) if getattr(args, "filter", None) else None
@@ -129,12 +128,12 @@ def _renderer(args: argparse.Namespace) -> Any:
 
 def _emit(out: TextIO, args: argparse.Namespace, items: Iterable[Any]) -> list[dict]:
     """Write rendered records (and the end-of-input findings); return association stats."""
-    from .parallel import Rendered
+    from dissector.analysis.parallel import Rendered
 
     writer = Writer(out, _mode(args), flush_each=False)
     pcap = None
     if getattr(args, "write", None):
-        from .pcapout import PcapOut
+        from dissector.output.pcap import PcapOut
 
         pcap = PcapOut(args.write)
     stats: list[dict] = []
@@ -156,7 +155,7 @@ def _emit(out: TextIO, args: argparse.Namespace, items: Iterable[Any]) -> list[d
 
 
 def _serial(dis: Dissector, records: Iterable[ApduRecord], render: Any) -> Iterator[Any]:
-    from .capture import association_stats
+    from dissector.analysis.capture import association_stats
 
     for rec in records:
         shown = render(rec)
@@ -168,20 +167,20 @@ def _serial(dis: Dissector, records: Iterable[ApduRecord], render: Any) -> Itera
 
 def _numbered_filter(args: argparse.Namespace) -> bool:
     """A -Y filter on the record number: only the serial run knows numbers while filtering."""
-    from .display_filter import filter_fields
+    from dissector.output.filter import filter_fields
 
     return bool(args.filter) and "number" in filter_fields(args.filter)
 
 
 def cmd_read(args: argparse.Namespace, out: TextIO) -> int:
-    from .capture import dissect_capture, stats_text
-    from .framing import parse_port_spec
+    from dissector.analysis.capture import dissect_capture, stats_text
+    from dissector.framing.splitter import parse_port_spec
 
     store = load_keys(args)
     ports = dict(parse_port_spec(p) for p in args.port) or None
     render = _renderer(args)
     if args.jobs > 1 and not _numbered_filter(args):
-        from .parallel import run_parallel
+        from dissector.analysis.parallel import run_parallel
 
         items: Iterable[Any] = run_parallel(args.capture, ports, store, args.jobs, render,
                                             keep_stats=args.stats)
@@ -195,7 +194,7 @@ def cmd_read(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_decode(args: argparse.Namespace, out: TextIO) -> int:
-    from .hexinput import HexInput, parse_hex
+    from dissector.sources.hexinput import HexInput, parse_hex
 
     store = load_keys(args)
     lines = args.hex or [line for line in sys.stdin.read().splitlines() if line.strip()]

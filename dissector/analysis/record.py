@@ -8,6 +8,7 @@ from typing import Any
 
 from scapy.packet import Packet
 
+from dissector.output.fields import packet_fields
 from layers.expert import Finding, findings_of
 from layers.hdlc import HDLC
 from layers.security import (
@@ -18,8 +19,6 @@ from layers.security import (
     sc_suite,
 )
 from layers.tree import iter_tree
-
-from .fields_json import packet_fields
 
 
 @dataclass

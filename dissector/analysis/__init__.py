@@ -1,0 +1,1 @@
+"""Analysis: PDUs -> dissected, deciphered APDU records (reassembly, keys, association tracking)."""

@@ -1,0 +1,1 @@
+"""Live capture: serial taps, the TCP tap relay and passive TCP capture, written and dissected."""

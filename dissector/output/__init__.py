@@ -1,0 +1,1 @@
+"""Output: records -> summary lines, trees, JSON, the pcapng export; display filters, redaction."""
