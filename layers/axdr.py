@@ -11,13 +11,13 @@ remaining bytes cannot hold, a truncated value or an unknown type tag each becom
 undecoded bytes stay in the element as a Raw payload, so `raw()` still gives the input back.
 
 `data_value(pkt)` turns a Data tree into JSON-serialisable Python values (see its docstring).
+Type tables and basic values: `layers.axdr_values`; date-time: `layers.axdr_datetime`;
+compact-array descriptions: `layers.axdr_compact`.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import math
-import struct
 from typing import Any, ClassVar
 
 from scapy.config import conf
@@ -41,331 +41,30 @@ from scapy.fields import (
 )
 from scapy.packet import Packet, RawVal
 
+from .axdr_compact import TypeDescriptionField, decode_compact_array
+from .axdr_datetime import DateTimeField, date_time_value, encode_date_time
+from .axdr_values import (
+    DATA_TYPES,
+    MAX_DEPTH,
+    TAG_OF_NAME,
+    BitsField,
+    OctetStringValueField,
+    TextValueField,
+    bit_text,
+    number_value,
+    string_value,
+)
 from .expert import add_finding
-from .fields import OctetsField, VarLenField, decode_length
-from .obis import INTERFACE_CLASSES, ObisField, obis_name, obis_str
+from .fields import OctetsField, VarLenField
+from .obis import INTERFACE_CLASSES, ObisField, obis_str
 from .packet import DLMSElement, PacketElements, attach, dissect_as, keep_own_bytes, set_slot
 
-#: A-XDR Data type tag -> Green Book name.
-DATA_TYPES: dict[int, str] = {
-    0: "null-data", 1: "array", 2: "structure", 3: "boolean", 4: "bit-string",
-    5: "double-long", 6: "double-long-unsigned", 9: "octet-string", 10: "visible-string",
-    12: "utf8-string", 13: "bcd", 15: "integer", 16: "long", 17: "unsigned",
-    18: "long-unsigned", 19: "compact-array", 20: "long64", 21: "long64-unsigned", 22: "enum",
-    23: "float32", 24: "float64", 25: "date-time", 26: "date", 27: "time", 255: "dont-care",
-}
-_TAG_OF_NAME = {name: tag for tag, name in DATA_TYPES.items()}
-
-#: Deepest array/structure (and compact-array type description) nesting that is decoded.
-MAX_DEPTH = 64
 #: Most array/structure elements decoded in one Data tree (each is a Packet of about a
 #: kilobyte): a longer list keeps its remaining elements undecoded, with a finding.
 MAX_ELEMENTS = 1 << 16
 
 #: Type tag -> Data subclass (filled by `_register`).
 DATA_CLASSES: dict[int, type[Data]] = {}
-
-# Untagged value sizes and struct formats (compact-array contents and value decoding).
-_FIXED_SIZE = {0: 0, 3: 1, 5: 4, 6: 4, 13: 1, 15: 1, 16: 2, 17: 1, 18: 2, 20: 8, 21: 8, 22: 1,
-               23: 4, 24: 8, 25: 12, 26: 5, 27: 4, 255: 0}
-_STRUCT = {5: ">i", 6: ">I", 13: ">b", 15: ">b", 16: ">h", 17: "B", 18: ">H", 20: ">q", 21: ">Q",
-           22: "B", 23: ">f", 24: ">d"}
-_LENGTH_PREFIXED = (4, 9, 10, 12)
-
-
-# --------------------------------------------------------------------------- date and time
-
-_MONTH_SPECIAL = {0xFD: "dst-end", 0xFE: "dst-begin", 0xFF: "*"}
-_DAY_SPECIAL = {0xFD: "second-last", 0xFE: "last", 0xFF: "*"}
-
-
-def _two(v: int) -> str:
-    return "*" if v == 0xFF else f"{v:02d}"
-
-
-def _date_text(year: int, month: int, day: int) -> str:
-    y = "*" if year == 0xFFFF else f"{year:04d}"
-    m = _MONTH_SPECIAL.get(month, f"{month:02d}")
-    d = _DAY_SPECIAL.get(day, f"{day:02d}")
-    return f"{y}-{m}-{d}"
-
-
-def _time_text(hour: int, minute: int, second: int, hundredths: int) -> str:
-    text = f"{_two(hour)}:{_two(minute)}:{_two(second)}"
-    if hundredths != 0xFF:
-        text += f".{hundredths:02d}"
-    return text
-
-
-def _plausible_date(b: bytes) -> bool:
-    year = (b[0] << 8) | b[1]
-    month, day, weekday = b[2], b[3], b[4]
-    return ((year <= 9999 or year == 0xFFFF) and (1 <= month <= 12 or month >= 0xFD)
-            and (1 <= day <= 31 or day >= 0xFD) and (1 <= weekday <= 7 or weekday == 0xFF))
-
-
-def _plausible_time(b: bytes) -> bool:
-    hour, minute, second, hundredths = b[0], b[1], b[2], b[3]
-    return ((hour <= 23 or hour == 0xFF) and (minute <= 59 or minute == 0xFF)
-            and (second <= 59 or second == 0xFF) and (hundredths <= 99 or hundredths == 0xFF))
-
-
-def looks_like_date_time(b: bytes) -> bool:
-    """True for 12 bytes that read as a COSEM date-time (how meters put clocks in octet strings)."""
-    if len(b) != 12 or not (_plausible_date(b[:5]) and _plausible_time(b[5:9])):
-        return False
-    deviation = struct.unpack_from(">h", b, 9)[0]
-    return -840 <= deviation <= 840 or deviation == -0x8000
-
-
-def date_time_value(b: bytes) -> dict[str, Any]:
-    """Readable form of a 12-byte date-time, 5-byte date or 4-byte time (see `data_value`)."""
-    if len(b) == 12:
-        deviation = struct.unpack_from(">h", b, 9)[0]
-        return {
-            "date_time": _date_text((b[0] << 8) | b[1], b[2], b[3]) + " "
-                         + _time_text(b[5], b[6], b[7], b[8]),
-            "weekday": None if b[4] == 0xFF else b[4],
-            "deviation": None if deviation == -0x8000 else deviation,
-            "clock_status": None if b[11] == 0xFF else b[11],
-            "hex": b.hex(),
-        }
-    if len(b) == 5:
-        return {"date": _date_text((b[0] << 8) | b[1], b[2], b[3]),
-                "weekday": None if b[4] == 0xFF else b[4], "hex": b.hex()}
-    if len(b) == 4:
-        return {"time": _time_text(b[0], b[1], b[2], b[3]), "hex": b.hex()}
-    return {"hex": b.hex()}
-
-
-def encode_date_time(value: _dt.datetime | _dt.date | _dt.time, deviation: int | None = None,
-                     clock_status: int | None = None) -> bytes:
-    """COSEM encoding of a Python datetime (12 bytes), date (5) or time (4).
-
-    `deviation` (minutes, as the meter sends it) and `clock_status` default to not-specified.
-    """
-    if isinstance(value, _dt.datetime):
-        dev = -0x8000 if deviation is None else deviation
-        return (encode_date_time(value.date()) + encode_date_time(value.time())
-                + struct.pack(">hB", dev, 0xFF if clock_status is None else clock_status))
-    if isinstance(value, _dt.date):
-        return struct.pack(">HBBB", value.year, value.month, value.day, value.isoweekday())
-    return bytes([value.hour, value.minute, value.second, value.microsecond // 10000])
-
-
-def _date_time_text(b: bytes) -> str:
-    v = date_time_value(b)
-    text = v.get("date_time") or v.get("date") or v.get("time") or b.hex()
-    if v.get("deviation") is not None:
-        text += f" dev={v['deviation']}"
-    if v.get("clock_status") is not None:
-        text += f" status=0x{v['clock_status']:02x}"
-    return text
-
-
-class DateTimeField(Field[bytes, bytes]):
-    """A fixed-size COSEM date-time (12), date (5) or time (4), shown readable; kept as bytes.
-
-    Builds from bytes or a Python `datetime`/`date`/`time` (deviation and status not specified).
-    """
-
-    __slots__ = ["size"]
-
-    def __init__(self, name: str, default: Any, size: int) -> None:
-        self.size = size
-        super().__init__(name, None)
-        self.default = self.any2i(None, default)
-
-    def any2i(self, pkt: Packet | None, x: Any) -> bytes | None:
-        if isinstance(x, _dt.date | _dt.time):
-            return encode_date_time(x)
-        return bytes(x) if isinstance(x, bytes | bytearray) else x
-
-    def addfield(self, pkt: Packet, s: bytes, val: bytes | None) -> bytes:
-        return s + (val if val is not None else b"\xff" * self.size)
-
-    def getfield(self, pkt: Packet, s: bytes) -> tuple[bytes, bytes]:
-        if len(s) < self.size:
-            add_finding(pkt, "error", "malformed.truncated",
-                        f"{self.name}: {self.size} bytes needed, {len(s)} present")
-        return s[self.size:], s[:self.size]
-
-    def i2len(self, pkt: Packet, x: Any) -> int:
-        return self.size
-
-    def i2repr(self, pkt: Packet | None, x: Any) -> str:
-        if not isinstance(x, bytes):
-            return repr(x)
-        return _date_time_text(x) if len(x) == self.size else x.hex()
-
-
-# --------------------------------------------------------------------------- compact arrays
-
-def _parse_description(buf: bytes, pos: int, depth: int) -> tuple[Any, int]:
-    """Parse a TypeDescription at `pos`: a tag (int), ("array", n, node) or ("structure", [...])."""
-    if depth > MAX_DEPTH:
-        raise ValueError(f"type description nested deeper than {MAX_DEPTH}")
-    if pos >= len(buf):
-        raise ValueError("type description truncated")
-    tag = buf[pos]
-    if tag == 1:
-        if pos + 3 > len(buf):
-            raise ValueError("array type description truncated")
-        count = (buf[pos + 1] << 8) | buf[pos + 2]
-        node, end = _parse_description(buf, pos + 3, depth + 1)
-        if count and _min_size(node) == 0:
-            raise ValueError("array of zero-size elements")
-        return ("array", count, node), end
-    if tag == 2:
-        count, used = decode_length(buf[pos + 1:pos + 6])
-        pos += 1 + used
-        if count > len(buf) - pos:
-            raise ValueError(f"structure type description with {count} members in "
-                             f"{len(buf) - pos} bytes")
-        members = []
-        for _ in range(count):
-            node, pos = _parse_description(buf, pos, depth + 1)
-            members.append(node)
-        return ("structure", members), pos
-    if tag not in _FIXED_SIZE and tag not in _LENGTH_PREFIXED:
-        raise ValueError(f"type tag {tag} not allowed in a type description")
-    return tag, pos + 1
-
-
-def _min_size(node: Any) -> int:
-    if isinstance(node, int):
-        return _FIXED_SIZE.get(node, 1)
-    if node[0] == "array":
-        return node[1] * _min_size(node[2])
-    return sum(_min_size(n) for n in node[1])
-
-
-def _describe(node: Any) -> str:
-    if isinstance(node, int):
-        return DATA_TYPES.get(node, str(node))
-    if node[0] == "array":
-        return f"array[{node[1]}] of {_describe(node[2])}"
-    return "structure{" + ", ".join(_describe(n) for n in node[1]) + "}"
-
-
-def _read_untagged(node: Any, buf: bytes, pos: int) -> tuple[Any, int]:
-    """Decode one untagged value described by `node` at `pos`; ValueError when it overruns."""
-    if isinstance(node, int):
-        size = _FIXED_SIZE.get(node)
-        if size is None:  # length-prefixed
-            n, used = decode_length(buf[pos:pos + 5])
-            start = pos + used
-            nbytes = (n + 7) // 8 if node == 4 else n
-            end = start + nbytes
-            if end > len(buf):
-                raise ValueError("compact-array value overruns its contents")
-            return _basic_value(node, buf[start:end], n), end
-        end = pos + size
-        if end > len(buf):
-            raise ValueError("compact-array value overruns its contents")
-        return _basic_value(node, buf[pos:end], 0), end
-    if node[0] == "array":
-        out = []
-        for _ in range(node[1]):
-            value, pos = _read_untagged(node[2], buf, pos)
-            out.append(value)
-        return out, pos
-    out = []
-    for member in node[1]:
-        value, pos = _read_untagged(member, buf, pos)
-        out.append(value)
-    return out, pos
-
-
-def decode_compact_array(description: bytes, contents: bytes) -> list[Any]:
-    """Values of a compact array (one per element described); ValueError when they do not fit."""
-    node, end = _parse_description(description, 0, 0)
-    if end != len(description):
-        raise ValueError("bytes after the type description")
-    smallest = _min_size(node)
-    if smallest == 0:
-        raise ValueError("zero-size compact-array elements")
-    if contents and smallest > len(contents):
-        raise ValueError(f"an element needs {smallest} bytes, the contents hold {len(contents)}")
-    values, pos = [], 0
-    while pos < len(contents):
-        value, pos = _read_untagged(node, contents, pos)
-        values.append(value)
-    return values
-
-
-class TypeDescriptionField(Field[bytes, bytes]):
-    """A compact-array TypeDescription, kept as its bytes and shown as a readable type."""
-
-    def __init__(self, name: str, default: bytes = b"\x11") -> None:
-        super().__init__(name, default)
-
-    def any2i(self, pkt: Packet | None, x: Any) -> bytes:
-        if isinstance(x, int):
-            return bytes([x])
-        if isinstance(x, str):
-            return bytes([_TAG_OF_NAME[x]])
-        return bytes(x)
-
-    def addfield(self, pkt: Packet, s: bytes, val: bytes | None) -> bytes:
-        return s + (val or b"")
-
-    def getfield(self, pkt: Packet, s: bytes) -> tuple[bytes, bytes]:
-        try:
-            _, end = _parse_description(s, 0, 0)
-        except ValueError as exc:
-            add_finding(pkt, "error", "axdr.bad-type-description", f"compact-array: {exc}")
-            raise
-        return s[end:], s[:end]
-
-    def i2len(self, pkt: Packet, x: Any) -> int:
-        return len(x or b"")
-
-    def i2repr(self, pkt: Packet | None, x: Any) -> str:
-        try:
-            node, end = _parse_description(x, 0, 0)
-        except (ValueError, TypeError):
-            return repr(x)
-        return _describe(node) if end == len(x) else repr(x)
-
-
-# --------------------------------------------------------------------------- value conversion
-
-def _basic_value(tag: int, b: bytes, nbits: int) -> Any:
-    """Python value of an untagged basic value `b` (`nbits` is the bit-string length)."""
-    fmt = _STRUCT.get(tag)
-    if fmt is not None:
-        return _number(struct.unpack(fmt, b)[0])
-    if tag == 3:
-        return b[0] != 0
-    if tag in (9, 10, 12):
-        return _string_value(tag, b)
-    if tag == 4:
-        return _bits(b, nbits)
-    if tag in (25, 26, 27):
-        return date_time_value(b)
-    return None
-
-
-def _number(v: int | float) -> int | float | str:
-    if isinstance(v, float) and not math.isfinite(v):
-        return str(v)
-    return v
-
-
-def _bits(b: bytes, nbits: int) -> str:
-    return "".join(f"{x:08b}" for x in b)[:nbits]
-
-
-def _string_value(tag: int, b: bytes) -> Any:
-    if tag == 9:
-        return date_time_value(b) if looks_like_date_time(b) else b.hex()
-    if tag == 12:
-        return b.decode("utf-8", errors="replace")
-    try:
-        return b.decode("ascii")
-    except UnicodeDecodeError:
-        return b.decode("latin-1")
 
 
 def data_value(pkt: Any) -> Any:
@@ -433,7 +132,7 @@ class Data(DLMSElement):
     @staticmethod
     def of(tag: int | str, value: Any = None) -> Data:
         """A Data of type `tag` (number or Green Book name) holding `value`."""
-        cls = DATA_CLASSES[_TAG_OF_NAME[tag] if isinstance(tag, str) else tag]
+        cls = DATA_CLASSES[TAG_OF_NAME[tag] if isinstance(tag, str) else tag]
         if value is None:
             return cls()
         if issubclass(cls, _DataSequence):
@@ -498,7 +197,7 @@ class Data(DLMSElement):
         value = self.getfieldval("value") if "value" in self.fieldtype else None
         if value is None or isinstance(value, RawVal):
             return None
-        return _number(value)
+        return number_value(value)
 
     def mysummary(self) -> str:
         value = self.to_python()
@@ -632,13 +331,6 @@ def _bits_of(pkt: Packet, nbytes: int) -> int:
     return nbytes * 8
 
 
-class _BitsField(OctetsField):
-    def i2repr(self, pkt: Packet, x: bytes) -> str:
-        if not isinstance(x, bytes):
-            return repr(x)
-        return _bits(x, pkt.length if isinstance(pkt.length, int) else len(x) * 8)
-
-
 @_register
 class DataBitString(Data):
     """bit-string: length in bits, then ceil(bits / 8) bytes."""
@@ -647,37 +339,18 @@ class DataBitString(Data):
     type_tag = 4
     fields_desc = [ByteEnumField("type", 4, DATA_TYPES),
                    VarLenField("length", None, length_of="value", adjust=_bits_of),
-                   _BitsField("value", b"", length_from=_bit_bytes)]
+                   BitsField("value", b"", length_from=_bit_bytes)]
 
     def to_python(self) -> Any:
         value = self.getfieldval("value")
         if isinstance(value, RawVal):
             return None
         length = self.length if isinstance(self.length, int) else len(value) * 8
-        return _bits(value, length)
+        return bit_text(value, length)
 
 
 def _length(pkt: Packet) -> int:
     return pkt.fields["length"]  # set just before, during dissection
-
-
-class _OctetStringValueField(OctetsField):
-    """Octet-string bytes; a date-time or an OBIS-looking value is shown decoded too."""
-
-    def i2repr(self, pkt: Packet, x: bytes) -> str:
-        if not isinstance(x, bytes):
-            return repr(x)
-        if looks_like_date_time(x):
-            return f"{x.hex()} ({_date_time_text(x)})"
-        if len(x) == 6:
-            name = obis_name(x)
-            return f"{x.hex()} ({obis_str(x)}{', ' + name if name else ''})"
-        return x.hex()
-
-
-class _TextValueField(OctetsField):
-    def i2repr(self, pkt: Packet, x: bytes) -> str:
-        return repr(_string_value(pkt.type_tag, x)) if isinstance(x, bytes) else repr(x)
 
 
 @_register
@@ -686,11 +359,11 @@ class DataOctetString(Data):
     type_tag = 9
     fields_desc = [ByteEnumField("type", 9, DATA_TYPES),
                    VarLenField("length", None, length_of="value"),
-                   _OctetStringValueField("value", b"", length_from=_length)]
+                   OctetStringValueField("value", b"", length_from=_length)]
 
     def to_python(self) -> Any:
         value = self.getfieldval("value")
-        return None if isinstance(value, RawVal) else _string_value(9, value)
+        return None if isinstance(value, RawVal) else string_value(9, value)
 
 
 @_register
@@ -699,11 +372,11 @@ class DataVisibleString(Data):
     type_tag = 10
     fields_desc = [ByteEnumField("type", 10, DATA_TYPES),
                    VarLenField("length", None, length_of="value"),
-                   _TextValueField("value", b"", length_from=_length)]
+                   TextValueField("value", b"", length_from=_length)]
 
     def to_python(self) -> Any:
         value = self.getfieldval("value")
-        return None if isinstance(value, RawVal) else _string_value(10, value)
+        return None if isinstance(value, RawVal) else string_value(10, value)
 
 
 @_register
@@ -714,7 +387,7 @@ class DataUtf8String(DataVisibleString):
 
     def to_python(self) -> Any:
         value = self.getfieldval("value")
-        return None if isinstance(value, RawVal) else _string_value(12, value)
+        return None if isinstance(value, RawVal) else string_value(12, value)
 
 
 class _FixedData(Data):
@@ -893,13 +566,11 @@ class SelectiveAccessDescriptor(DLMSElement):
 
 
 __all__ = [
-    "DATA_CLASSES", "DATA_TYPES", "MAX_DEPTH", "MAX_ELEMENTS", "CosemAttributeDescriptor",
-    "CosemMethodDescriptor", "Data", "DataArray", "DataBcd", "DataBitString", "DataBoolean",
-    "DataCompactArray", "DataDate", "DataDateTime", "DataDontCare", "DataDoubleLong",
-    "DataDoubleLongUnsigned", "DataEnum", "DataField", "DataFloat32", "DataFloat64",
-    "DataInteger", "DataLong", "DataLong64", "DataLong64Unsigned", "DataLongUnsigned",
-    "DataNull", "DataOctetString", "DataStructure", "DataTime", "DataUnknown", "DataUnsigned",
-    "DataUtf8String", "DataVisibleString", "DateTimeField", "SelectiveAccessDescriptor",
-    "TypeDescriptionField", "data_value", "date_time_value", "decode_compact_array",
-    "encode_date_time", "looks_like_date_time",
+    "DATA_CLASSES", "MAX_ELEMENTS", "CosemAttributeDescriptor", "CosemMethodDescriptor", "Data",
+    "DataArray", "DataBcd", "DataBitString", "DataBoolean", "DataCompactArray", "DataDate",
+    "DataDateTime", "DataDontCare", "DataDoubleLong", "DataDoubleLongUnsigned", "DataEnum",
+    "DataField", "DataFloat32", "DataFloat64", "DataInteger", "DataLong", "DataLong64",
+    "DataLong64Unsigned", "DataLongUnsigned", "DataNull", "DataOctetString", "DataStructure",
+    "DataTime", "DataUnknown", "DataUnsigned", "DataUtf8String", "DataVisibleString",
+    "SelectiveAccessDescriptor", "data_value",
 ]

@@ -7,9 +7,9 @@ from typing import Any
 
 from scapy.packet import NoPayload, Packet
 
-#: Deepest packet walked. A-XDR Data (64 levels, `axdr.MAX_DEPTH`) inside an APDU inside nested
-#: envelopes (`apdu.base.MAX_NESTING`) inside a frame stays well within it, so no finding is
-#: left unseen; it only bounds the walk on trees built by hand.
+#: Deepest packet walked. A-XDR Data (64 levels, `axdr_values.MAX_DEPTH`) inside an APDU
+#: inside nested envelopes (`apdu.base.MAX_NESTING`) inside a frame stays well within it, so no
+#: finding is left unseen; it only bounds the walk on trees built by hand.
 MAX_DEPTH = 256
 
 

@@ -17,14 +17,10 @@ from hypothesis import strategies as st
 from scapy.compat import raw
 from scapy.packet import Packet
 
-from layers.apdu.acse import (
-    AARE,
-    AARQ,
+from layers.apdu.acse import AARE, AARQ, RLRE, RLRQ
+from layers.apdu.acse_components import (
     ACSE_SERVICE_PROVIDER_DIAGNOSTICS,
     ACSE_SERVICE_USER_DIAGNOSTICS,
-    MECHANISM_DESCRIPTIONS,
-    RLRE,
-    RLRQ,
     ACSERequirements,
     ApplicationContextName,
     AssociationResult,
@@ -42,9 +38,8 @@ from layers.apdu.acse import (
     ResultSourceDiagnostic,
     UnknownComponent,
     UserInformation,
-    oid_from_str,
-    oid_to_str,
 )
+from layers.apdu.acse_fields import MECHANISM_DESCRIPTIONS, oid_from_str, oid_to_str
 from layers.apdu.base import APDU
 from layers.apdu.initiate import ConfirmedServiceError, InitiateRequest, InitiateResponse
 from layers.expert import findings_of

@@ -15,8 +15,6 @@ from hypothesis import strategies as st
 from scapy.compat import raw
 
 from layers.axdr import (
-    DATA_TYPES,
-    MAX_DEPTH,
     CosemAttributeDescriptor,
     CosemMethodDescriptor,
     Data,
@@ -47,8 +45,9 @@ from layers.axdr import (
     DataVisibleString,
     SelectiveAccessDescriptor,
     data_value,
-    decode_compact_array,
 )
+from layers.axdr_compact import decode_compact_array
+from layers.axdr_values import DATA_TYPES, MAX_DEPTH
 from layers.expert import findings_of
 from layers.obis import obis_str
 from layers.packet import DLMSPacket

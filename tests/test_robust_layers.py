@@ -26,7 +26,7 @@ from scapy.packet import Packet
 import layers
 from layers import APDU, HDLC, LLC, Data, Wrapper
 from layers.apdu.base import MAX_NESTING
-from layers.axdr import MAX_DEPTH as AXDR_DEPTH
+from layers.axdr_values import MAX_DEPTH as AXDR_DEPTH
 from layers.crc import crc16, crc16_bitwise
 from layers.expert import findings_of
 from layers.fields import encode_length
