@@ -1,12 +1,28 @@
-"""What capture sources produce: byte records, link open/close events and notes."""
+"""The stage types of the pipeline, in data-flow order.
+
+    source --Record--> framing --Pdu--> analysis --ApduRecord--> output
+              LinkEvent, Finding pass along every stage
+
+A `Record` is the bytes one capture frame carried on one link and direction; a `Pdu` one
+complete transport PDU cut from them; a `LinkEvent` a link that opened or closed; a
+`layers.expert.Finding` (with its location) a diagnostic about the input. The analysis turns
+PDUs into `dissector.analysis.record.ApduRecord`s.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
+from layers.expert import Finding, Severity
+
+__all__ = ["CLIENT_TO_SERVER", "SERVER_TO_CLIENT", "UNKNOWN", "Direction", "Finding", "Item",
+           "LinkEvent", "Pdu", "Record", "Transport", "endpoint", "note", "reverse"]
+
 Direction = Literal["client->server", "server->client", "unknown"]
-Severity = Literal["error", "warning", "note"]
+#: The framings a PDU can have: an HDLC frame (flag to flag), a wrapper PDU (header + APDU), a
+#: bare APDU, an M-Bus frame, an IEC 62056-21 sign-on message.
+Transport = Literal["hdlc", "wrapper", "raw", "mbus", "mode-e"]
 
 CLIENT_TO_SERVER: Direction = "client->server"
 SERVER_TO_CLIENT: Direction = "server->client"
@@ -18,6 +34,15 @@ def endpoint(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
+def reverse(direction: str) -> Direction:
+    """The other direction (unknown stays unknown)."""
+    if direction == CLIENT_TO_SERVER:
+        return SERVER_TO_CLIENT
+    if direction == SERVER_TO_CLIENT:
+        return CLIENT_TO_SERVER
+    return UNKNOWN
+
+
 @dataclass(slots=True)
 class Record:
     """Bytes of one link and direction, carried by one capture frame.
@@ -25,7 +50,8 @@ class Record:
     For TCP the bytes are in-order stream data (reassembled); for UDP one datagram payload
     (`datagram` is true: PDUs never continue into the next record); for a serial line
     (link type 147) whatever the record held: a frame, part of one, or several.
-    `transport_hint` is "hdlc", "wrapper" or "raw" when a port override or the source says so.
+    `transport_hint` is "hdlc", "wrapper", "raw", "mbus" or "serial" (a serial line: sign-on
+    messages, then HDLC or M-Bus) when a port override or the source says so.
     """
 
     frame_no: int
@@ -49,18 +75,30 @@ class LinkEvent:
 
 
 @dataclass(slots=True)
-class Note:
-    """A finding about the capture itself (gaps, skipped bytes, fragments), not about an APDU.
+class Pdu:
+    """One complete transport PDU and the capture frames that carried its bytes.
 
-    `code` is stable and dotted (`tcp.gap`, `hdlc.skipped-bytes`); `severity` as in expert
-    findings; `link` is "" when the note is about the capture file as a whole; `direction`
-    names the stream a gap or skip belongs to.
+    `data` is an HDLC frame (flag to flag inclusive), a wrapper PDU (header + APDU), a bare
+    APDU (an IEC 61334-4-32 LLC header removed), an M-Bus frame or an IEC 62056-21 sign-on
+    message. `findings` are diagnostics that ride on it into its record.
     """
 
-    frame_no: int
-    time: float
-    link: str
-    severity: Severity
-    code: str
-    message: str
+    data: bytes
+    transport: Transport
+    frames: list[int]
+    time: float = 0.0
+    link: str = "input"
     direction: Direction = UNKNOWN
+    findings: list[Finding] = field(default_factory=list)
+    comment: str | None = None
+
+
+#: What a stage yields.
+Item = Record | Pdu | LinkEvent | Finding
+
+
+def note(frame: int, time: float, link: str, severity: Severity, code: str, message: str,
+         direction: str = UNKNOWN) -> Finding:
+    """A finding about the input itself (a gap, skipped bytes, an unreadable record), located
+    at capture frame `frame` on `link` ("" for the capture as a whole)."""
+    return Finding(severity, code, message, frame, time, link, direction)

@@ -10,16 +10,32 @@ from scapy.packet import Packet
 Severity = Literal["error", "warning", "note"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Finding:
-    """One expert finding, Wireshark style: a stable code, a severity and a message."""
+    """One expert finding, Wireshark style: a stable code, a severity and a message.
+
+    Findings about the input rather than a packet (a TCP gap, skipped bytes) also say where:
+    the capture frame (`frame`, 0 when none), its time, the link ("" for the capture as a
+    whole) and the direction of the stream. `about_record` is the form that rides on a record:
+    the frame named in the message, the location dropped.
+    """
 
     severity: Severity
     code: str
     message: str
+    frame: int = 0
+    time: float = 0.0
+    link: str = ""
+    direction: str = "unknown"
 
     def as_dict(self) -> dict[str, str]:
         return {"severity": self.severity, "code": self.code, "message": self.message}
+
+    def about_record(self) -> Finding:
+        """This finding as it is attached to a record: `frame N: message`."""
+        if not self.frame and not self.link:
+            return self
+        return Finding(self.severity, self.code, f"frame {self.frame}: {self.message}")
 
 
 def add_finding(pkt: Packet, severity: Severity, code: str, message: str) -> None:

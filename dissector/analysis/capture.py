@@ -1,73 +1,83 @@
-"""`read`: a capture file through the framer, the reassembler and the dissector."""
+"""`read`: capture files through the sources, the framing and the analysis, as one stream."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from dissector.analysis.pipeline import Dissector, Unit
+from dissector.analysis.pipeline import Dissector
 from dissector.analysis.record import ApduRecord
+from dissector.framing.streams import pdus_from_records
+from dissector.sources.capture import CaptureError, CaptureSource, read_capture
+from dissector.stages import Item, LinkEvent, Pdu
 from layers.expert import Finding
 
 
-@dataclass(frozen=True)
-class Close:
-    """A link closed (TCP FIN/RST): its associations end."""
+@dataclass(slots=True)
+class Numbered:
+    """A record as a writer takes it: its number in the capture and its rendering."""
 
-    link: str
+    number: int
+    item: Any
+
+
+@dataclass(slots=True)
+class End:
+    """After the last record: the end-of-input findings and the association summaries."""
+
+    findings: list[Finding]
+    summaries: list[dict]
+
+
+def iter_pdus(path: CaptureSource | Sequence[CaptureSource], ports: dict[int, str] | None = None
+              ) -> Iterator[Item]:
+    """The PDUs, link events and findings of a capture file (or of several files read as one),
+    lazily, in capture order.
+
+    Raises `CaptureError` at once when a file is not a readable capture.
+    """
+    return pdus_from_records(read_capture(path, ports))
+
+
+def units(items: Iterable[Item]) -> Iterator[Pdu | LinkEvent | Finding]:
+    """What the analysis takes, in capture order: PDUs (the findings about the input met before
+    each one ride on it), link closes, and the findings left after the last PDU."""
+    notes: list[Finding] = []
+    for item in items:
+        if isinstance(item, Pdu):
+            if notes:
+                item.findings[:0] = notes
+                notes = []
+            yield item
+        elif isinstance(item, LinkEvent):
+            if item.kind == "close":
+                yield item
+        elif isinstance(item, Finding):
+            notes.append(item.about_record())
+    yield from notes
 
 
 def units_of_capture(path: str | list[str], ports: dict[int, str] | None = None
-                     ) -> Iterator[Unit | Close | Trailing]:
-    """Transport units of a capture (or of several files read as one) in capture order;
-    capture notes ride on the next unit."""
-    from dissector.framing.streams import iter_pdus
-    from dissector.stages import LinkEvent, Note
+                     ) -> Iterator[Pdu | LinkEvent | Finding]:
+    """`units` of a capture (or of several files read as one). A capture none of whose
+    records has a supported link type is a `CaptureError`."""
+    unsupported: list[str] = []
+    pdus = 0
 
-    notes: list[Finding] = []
-    units = 0
-    unsupported = None
-    for item in iter_pdus(path, ports):
-        if isinstance(item, LinkEvent):
-            if item.kind == "close":
-                yield Close(item.link)
-            continue
-        if isinstance(item, Note):
-            if item.code == "capture.unsupported-linktype":
-                unsupported = item.message
-            notes.append(Finding(item.severity, item.code,
-                                 f"frame {item.frame_no}: {item.message}"))
-            continue
-        units += 1
-        yield Unit(item.data, item.transport, list(item.frames), item.time, item.link,
-                   item.direction, notes)
-        notes = []
-    if not units and unsupported:
-        from dissector.sources.capture import CaptureError
+    def watched() -> Iterator[Item]:
+        for item in iter_pdus(path, ports):
+            if isinstance(item, Finding) and item.code == "capture.unsupported-linktype":
+                unsupported.append(item.message)
+            yield item
 
+    for item in units(watched()):
+        pdus += isinstance(item, Pdu)
+        yield item
+    if not pdus and unsupported:
         label = path if isinstance(path, str) else ", ".join(path)
-        raise CaptureError(f"{label}: {unsupported}")
-    if notes:
-        yield Trailing(notes)
-
-
-@dataclass(frozen=True)
-class Trailing:
-    """Findings about the capture after its last unit (gaps, noise, unsupported frames)."""
-
-    findings: list[Finding]
-
-
-def feed(dis: Dissector, item: Unit | Close | Trailing) -> Iterator[ApduRecord]:
-    """One unit (or event) through a dissector."""
-    if isinstance(item, Close):
-        dis.close(item.link)
-        return iter(())
-    if isinstance(item, Trailing):
-        dis.add_notes(item.findings)
-        return iter(())
-    return dis.feed(item)
+        raise CaptureError(f"{label}: {unsupported[0]}")
 
 
 def dissect_capture(path: str | list[str], dis: Dissector,
@@ -75,7 +85,7 @@ def dissect_capture(path: str | list[str], dis: Dissector,
     """Stream the APDUs of a capture, in capture order; nothing is accumulated."""
     for position, item in enumerate(units_of_capture(path, ports)):
         dis.position = position
-        yield from feed(dis, item)
+        yield from dis.process(item)
 
 
 def stats_text(states: list[dict]) -> str:
@@ -85,5 +95,16 @@ def stats_text(states: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def association_stats(dis: Dissector) -> list[dict]:
-    return dis.tracker.summaries()
+def run_serial(dis: Dissector, items: Iterable[Pdu | LinkEvent | Finding],
+               render: Callable[[ApduRecord], Any], position: bool = True
+               ) -> Iterator[Numbered | End]:
+    """The serial counterpart of `parallel.run_parallel`: records rendered and numbered in
+    capture order, then the `End`."""
+    for index, item in enumerate(items):
+        if position:
+            dis.position = index
+        for rec in dis.process(item):
+            shown = render(rec)
+            if shown is not None:
+                yield Numbered(rec.number, shown)
+    yield End(dis.finish(), dis.tracker.summaries())

@@ -3,12 +3,12 @@
 The parent reads the capture once (pcap, TCP reassembly, stream framing: a few per cent of the
 work) and sends each unit, with its position in the capture, to the worker that owns its link
 (by a hash of the link's name, so a worker keeps the whole state of its associations). Workers
-dissect and format, and answer every unit they get, in order, with its formatted records. The
-parent prints the answers in capture order and numbers the records as the serial run does:
-it knows which worker owns the next unit, so it waits on that one only. Units in flight are
-bounded (`IN_FLIGHT`), so memory does not grow with the capture, and no process can wait on
-another that waits on it: the parent only ever waits for an answer, and workers never wait on
-the parent to read.
+dissect and render, and answer every unit they get, in order, with one entry per record (its
+rendering, or None when the display filter dropped it). The parent numbers the records in
+capture order, as the serial run does, and prints them: it knows which worker owns the next
+unit, so it waits on that one only. Units in flight are bounded (`IN_FLIGHT`), so memory does
+not grow with the capture, and no process can wait on another that waits on it: the parent only
+ever waits for an answer, and workers never wait on the parent to read.
 """
 
 from __future__ import annotations
@@ -21,42 +21,52 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from dissector.analysis.capture import feed, units_of_capture
+from dissector.analysis.capture import End, Numbered, units_of_capture
 from dissector.analysis.pipeline import Dissector
 from dissector.analysis.record import ApduRecord
+from dissector.sources.capture import check_capture
+from dissector.stages import LinkEvent, Pdu
 from keys.keystore import Keystore
+from layers.expert import Finding
 
 BATCH = 64  # units per message to a worker
 IN_FLIGHT = 4096  # units sent and not yet answered
 
-
-@dataclass
-class Rendered:
-    """A record as the parent needs it: its text and, for -w, what the pcap writer takes.
-
-    `number` is the record number the text was formatted with; a worker's numbers count only
-    its own records, and the parent puts the capture-wide number in (`renumbered`).
-    """
-
-    text: str
-    pcap: tuple[bytes, str, float, str] | None
-    number: int = 0
-    mode: str = "summary"
-
-    def renumbered(self, number: int) -> str:
-        """The text with record number `number`: the number opens every format's text."""
-        if number == self.number:
-            return self.text
-        if self.mode == "json":
-            old, new = f'{{"number": {self.number},', f'{{"number": {number},'
-        else:
-            old, new = f"{self.number:4d} ", f"{number:4d} "
-        if not self.text.startswith(old):
-            raise ValueError(f"record text does not start with its number {self.number}")
-        return new + self.text[len(old):]
+Unit = Pdu | LinkEvent | Finding
+Ranked = list[tuple[tuple[int, int], Any]]
 
 
-Render = Callable[[ApduRecord], Rendered | None]
+# -- messages between the parent and a worker ----------------------------------------------
+@dataclass(slots=True)
+class Units:
+    """Parent -> worker: units with their positions in the capture."""
+
+    units: list[tuple[int, Unit]]
+
+
+@dataclass(slots=True)
+class Answers:
+    """Worker -> parent: per unit, in order, one entry per record it gave (None: filtered)."""
+
+    records: list[list[Any]]
+
+
+@dataclass(slots=True)
+class Ended:
+    """Worker -> parent: the end-of-input findings and the association summaries, ranked."""
+
+    findings: Ranked
+    summaries: Ranked
+
+
+@dataclass(slots=True)
+class Failed:
+    """Worker -> parent: what the worker raised."""
+
+    message: str
+
+
+Render = Callable[[ApduRecord], Any]
 
 
 def owner(item: Any, jobs: int) -> int:
@@ -72,25 +82,22 @@ def _worker(jobs_in: Any, results: Any, keystore: Keystore, render: Render,
             keep_stats: bool) -> None:
     try:
         dis = Dissector(keystore, keep_stats=keep_stats)
-        for units in iter(jobs_in.get, None):
-            answers: list[list[Rendered]] = []
-            for seq, item in units:
+        for message in iter(jobs_in.get, None):
+            answers: list[list[Any]] = []
+            for seq, item in message.units:
                 dis.position = seq
-                answers.append([r for r in (render(rec) for rec in feed(dis, item))
-                                if r is not None])
-            results.put(("batch", answers))
-        results.put(("end", dis.finish_ranked(), dis.tracker.ranked_summaries()))
+                answers.append([render(rec) for rec in dis.process(item)])
+            results.put(Answers(answers))
+        results.put(Ended(dis.finish_ranked(), dis.tracker.ranked_summaries()))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises
-        results.put(("error", f"{exc.__class__.__name__}: {exc}"))
+        results.put(Failed(f"{exc.__class__.__name__}: {exc}"))
 
 
 def run_parallel(paths: str | list[str], ports: dict[int, str] | None, keystore: Keystore,
                  jobs: int, render: Render, keep_stats: bool = True
-                 ) -> Iterator[Rendered | tuple[str, Any]]:
-    """Rendered records in capture order, numbered from 1 across workers, then
-    ("end", findings) and ("stats", states)."""
-    from dissector.sources.capture import check_capture
-
+                 ) -> Iterator[Numbered | End]:
+    """The rendered records in capture order, numbered from 1 as a serial run numbers them
+    (None renderings are counted, not given), then the `End`."""
     paths = [paths] if isinstance(paths, str) else list(paths)
     check_capture(paths)  # files that cannot be opened fail here, at once
     ctx = mp.get_context("fork")
@@ -101,34 +108,34 @@ def run_parallel(paths: str | list[str], ports: dict[int, str] | None, keystore:
              for w in range(jobs)]
     for proc in procs:
         proc.start()
-    outgoing: list[list[tuple[int, Any]]] = [[] for _ in range(jobs)]
+    outgoing: list[list[tuple[int, Unit]]] = [[] for _ in range(jobs)]
     owners: deque[int] = deque()  # owner of every unit sent and not yet printed, in order
-    answers: list[deque[list[Rendered]]] = [deque() for _ in range(jobs)]
-    endings: list[Any] = [None] * jobs
+    answers: list[deque[list[Any]]] = [deque() for _ in range(jobs)]
+    endings: list[Ended | None] = [None] * jobs
     number = 0
 
     def receive(w: int) -> None:
         while True:
             try:
-                kind, *rest = results[w].get(timeout=1.0)
+                message = results[w].get(timeout=1.0)
                 break
             except queue.Empty:
                 if not procs[w].is_alive():
                     raise WorkerError(f"worker {w} ended without its results"
                                       f" (exit code {procs[w].exitcode})") from None
-        if kind == "batch":
-            answers[w].extend(rest[0])
-        elif kind == "end":
-            endings[w] = rest
+        if isinstance(message, Answers):
+            answers[w].extend(message.records)
+        elif isinstance(message, Ended):
+            endings[w] = message
         else:
-            raise WorkerError(f"worker {w} failed: {rest[0]}")
+            raise WorkerError(f"worker {w} failed: {message.message}")
 
     def send(w: int) -> None:
         if outgoing[w]:
-            inboxes[w].put(outgoing[w])
+            inboxes[w].put(Units(outgoing[w]))
             outgoing[w] = []
 
-    def printable(down_to: int | None) -> Iterator[Rendered]:
+    def printable(down_to: int | None) -> Iterator[Numbered]:
         """The records of the units answered so far, in capture order; with `down_to`,
         waiting for answers until no more than that many units are in flight."""
         nonlocal number
@@ -143,9 +150,8 @@ def run_parallel(paths: str | list[str], ports: dict[int, str] | None, keystore:
             owners.popleft()
             for item in answers[w].popleft():
                 number += 1
-                item.text = item.renumbered(number)
-                item.number = number
-                yield item
+                if item is not None:
+                    yield Numbered(number, item)
 
     try:
         for seq, item in enumerate(units_of_capture(paths, ports)):
@@ -165,8 +171,8 @@ def run_parallel(paths: str | list[str], ports: dict[int, str] | None, keystore:
         for w in range(jobs):
             while endings[w] is None:
                 receive(w)
-        yield ("end", _merged([e[0] for e in endings]))
-        yield ("stats", _merged([e[1] for e in endings]))
+        ended = [e for e in endings if e is not None]
+        yield End(_merged([e.findings for e in ended]), _merged([e.summaries for e in ended]))
     finally:
         for proc in procs:
             if proc.is_alive():
@@ -178,7 +184,7 @@ def run_parallel(paths: str | list[str], ports: dict[int, str] | None, keystore:
             q.close()
 
 
-def _merged(ranked: list[list[tuple[tuple[int, int], Any]]]) -> list[Any]:
+def _merged(ranked: list[Ranked]) -> list[Any]:
     """Items of several workers in the order a serial run gives them (stable on ties)."""
     return [item for _, item in sorted((r for part in ranked for r in part),
                                        key=lambda r: r[0])]

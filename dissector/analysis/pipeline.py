@@ -1,21 +1,38 @@
-"""From transport PDUs (HDLC frames, wrapper PDUs, bare APDUs) to dissected, deciphered APDUs."""
+"""PDUs -> dissected, deciphered APDU records: HDLC, M-Bus and block reassembly, keys per link,
+association tracking; link messages without an APDU become records of their own."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
 
 from scapy.packet import Packet, Raw
 
-from dissector.analysis.reassembly import Assembled, BlockReassembler, HdlcReassembler
+from dissector.analysis.directions import DirectionLearner
+from dissector.analysis.reassembly import (
+    Assembled,
+    BlockReassembler,
+    HdlcReassembler,
+    MbusReassembler,
+)
 from dissector.analysis.record import ApduRecord
 from dissector.analysis.tracker import Tracker
+from dissector.stages import (
+    CLIENT_TO_SERVER,
+    SERVER_TO_CLIENT,
+    UNKNOWN,
+    Direction,
+    Item,
+    LinkEvent,
+    Pdu,
+)
 from keys.context import REQUEST_TAGS, KeyContext
 from keys.keystore import Keystore
-from layers.apdu.base import APDU
-from layers.expert import Finding
-from layers.hdlc import HDLC, LLC, LLC_RESPONSE, control_kind, decode_address
+from layers.apdu.base import APDU, CIPHERED_TAGS
+from layers.expert import Finding, add_finding
+from layers.hdlc import HDLC, LLC
+from layers.hdlc_bytes import control_kind, decode_address
+from layers.iec62056_21 import ModeE
+from layers.mbus import MBus, mbus_segment
 from layers.wrapper import Wrapper
 
 #: Links whose state is kept at once (TCP connections, HDLC address pairs, UDP peers).
@@ -24,35 +41,35 @@ MAX_LINKS = 1024
 #: Tags sent by servers on their own initiative (pushes) or as answers.
 SERVER_TAGS = frozenset({0x08, 0x0C, 0x0D, 0x0E, 0x0F, 0x18, 0x61, 0x63, 0xC2, 0xC4, 0xC5,
                          0xC7, 0xD8, 0xDA, 0xE7})
+#: Who sends each IEC 62056-21 sign-on message.
+SIGN_ON_DIRECTIONS: dict[str, Direction] = {"sign-on": CLIENT_TO_SERVER,
+                                            "acknowledge": CLIENT_TO_SERVER,
+                                            "identification": SERVER_TO_CLIENT}
+MBUS_RECORD_NAMES = {"MBusAck": "mbus-ack", "MBusShortFrame": "mbus-short-frame",
+                     "MBusLongFrame": "mbus-long-frame"}
 
 
-@dataclass
-class Unit:
-    """One transport PDU to dissect: an HDLC frame, a wrapper PDU or a bare APDU."""
-
-    data: bytes
-    transport: str
-    frames: list[int]
-    time: float = 0.0
-    link: str = "input"
-    direction: str = "unknown"
-    findings: list[Finding] = field(default_factory=list)
-
-
-def direction_of_tag(tag: int) -> str:
+def direction_of_tag(tag: int) -> Direction:
     """Direction an APDU tag implies (requests go client->server), or unknown."""
-    from layers.apdu.base import CIPHERED_TAGS
-
     plain = next((p for p, pair in CIPHERED_TAGS.items() if tag in pair), tag)
     if plain in REQUEST_TAGS:
-        return "client->server"
+        return CLIENT_TO_SERVER
     if plain in SERVER_TAGS:
-        return "server->client"
-    return "unknown"
+        return SERVER_TO_CLIENT
+    return UNKNOWN
+
+
+def _own_findings(pkt: Packet) -> list[Finding]:
+    """Findings of the packet itself (not of the APDU it may hold)."""
+    return list(pkt.__dict__.get("findings", ()))
 
 
 class Dissector:
-    """Stateful dissection of a conversation: reassembly, keys, association tracking."""
+    """Stateful dissection of a conversation: reassembly, keys, association tracking.
+
+    `process(item)` takes what the framing gives (PDUs, link events, findings left at the end
+    of the input) and yields the records; `finish()` ends the input.
+    """
 
     def __init__(self, keystore: Keystore | None = None, keep_stats: bool = True) -> None:
         self.keystore = keystore or Keystore([])
@@ -62,10 +79,10 @@ class Dissector:
         self.tracker.keep_summaries = keep_stats
         self.hdlc = HdlcReassembler()
         self.blocks = BlockReassembler()
-        self.hdlc_directions: dict[tuple[str, bytes, bytes], str] = {}
+        self.mbus = MbusReassembler()
+        self.directions = DirectionLearner()
         self.pending_notes: list[Finding] = []
         self.note_positions: list[int] = []  # position of each pending note's unit
-        self.mbus: dict[str, Any] = {}
         self.count = 0
 
     @property
@@ -77,6 +94,18 @@ class Dissector:
     @position.setter
     def position(self, value: int) -> None:
         self.tracker.position = value
+
+    def process(self, item: Item) -> Iterator[ApduRecord]:
+        """One item of the framing stage: a PDU is dissected, a link that closes ends its
+        associations, a finding left over at the end of the input is kept for `finish`."""
+        if isinstance(item, Pdu):
+            return self.feed(item)
+        if isinstance(item, LinkEvent):
+            if item.kind == "close":
+                self.close(item.link)
+        elif isinstance(item, Finding):
+            self.add_notes([item.about_record()])
+        return iter(())
 
     def context(self, link: str) -> KeyContext:
         ctx = self.contexts.get(link)
@@ -104,8 +133,7 @@ class Dissector:
             self.tracker.close(name)
             self.tracker.forget(name, keep_summary=self.keep_stats)
             self.contexts.pop(name, None)
-        for key in [k for k in self.hdlc_directions if k[0] == link]:
-            del self.hdlc_directions[key]
+        self.directions.forget(link)
         return self.hdlc.drop(link)
 
     def finish(self) -> list[Finding]:
@@ -116,11 +144,7 @@ class Dissector:
         """`finish` with each finding's place in a serial run: notes by the position of their
         unit, then incomplete HDLC segments, then incomplete block transfers, each by first
         frame. Sorting merges the findings of several dissectors into the serial order."""
-        from dissector.framing.splitter import FramingNote
-
-        for framer in self.mbus.values():
-            self.add_notes([Finding(e.severity, e.code, e.message)
-                        for e in framer.flush() if isinstance(e, FramingNote)])
+        self.add_notes(self.mbus.finish())
         out = [((0, pos), f) for pos, f in zip(self.note_positions, self.pending_notes,
                                                 strict=True)]
         hdlc = sorted(self.hdlc.pending.items(), key=lambda kv: kv[1].frames[:1])
@@ -142,108 +166,100 @@ class Dissector:
         self.note_positions.extend([self.position] * len(findings))
 
     # -- per transport ------------------------------------------------------------------
-    def feed(self, unit: Unit) -> Iterator[ApduRecord]:
-        if unit.transport == "hdlc":
-            yield from self._hdlc(unit)
-        elif unit.transport == "mbus":
-            framer = self.mbus.get(unit.link)
-            if framer is None:
-                from dissector.framing.linklayers import MbusFramer
-
-                framer = self.mbus[unit.link] = MbusFramer(unit.link)
-            yield from self.events(framer.feed_frame(unit.data, unit.frames, unit.time),
-                                   unit.findings)
-        elif unit.transport == "wrapper":
-            yield from self._wrapper(unit)
+    def feed(self, pdu: Pdu) -> Iterator[ApduRecord]:
+        """Dissect one transport PDU; its findings ride on the first record it gives."""
+        transport = pdu.transport
+        if transport == "hdlc":
+            yield from self._hdlc(pdu)
+        elif transport == "wrapper":
+            frame = Wrapper(pdu.data, stop_dissection_after=Wrapper)
+            for f in pdu.findings:
+                add_finding(frame, f.severity, f.code, f.message)
+            yield from self._apdu(pdu, _payload_bytes(frame), pdu.link, pdu.direction, [frame],
+                                  "wrapper")
+        elif transport == "mbus":
+            yield from self._mbus(pdu)
+        elif transport == "mode-e":
+            packet = ModeE(pdu.data)
+            kind = getattr(type(packet), "kind", "")
+            direction = pdu.direction if pdu.direction != UNKNOWN \
+                else SIGN_ON_DIRECTIONS.get(kind, UNKNOWN)
+            yield self._link_record(packet, f"mode-e-{kind}", pdu, pdu.link, direction,
+                                    _own_findings(packet) + pdu.findings)
         else:
-            yield from self._apdu(unit, unit.data, unit.link, unit.direction, [], "raw")
+            yield from self._apdu(pdu, pdu.data, pdu.link, pdu.direction, [], "raw")
 
-    def _hdlc(self, unit: Unit) -> Iterator[ApduRecord]:
-        frame = HDLC(unit.data, stop_dissection_after=LLC)
-        for f in unit.findings:
-            frame.__dict__.setdefault("findings", []).append(f)
+    def _hdlc(self, pdu: Pdu) -> Iterator[ApduRecord]:
+        frame = HDLC(pdu.data, stop_dissection_after=LLC)
+        for f in pdu.findings:
+            add_finding(frame, f.severity, f.code, f.message)
         dst, src = bytes(frame.destination or b""), bytes(frame.source or b"")
         kind = control_kind(frame.control or 0)
-        direction = unit.direction
+        direction = pdu.direction
+        if direction == UNKNOWN:
+            direction = self.directions.direction(pdu.link, pdu.data)
         info = frame.fields.get("information")
         raw_info = bytes(info) if info is not None else b""
-        if direction == "unknown":
-            pair = (unit.link, src, dst)
-            direction = _hdlc_direction(kind, dst, src, raw_info, self.hdlc_directions.get(pair))
-            if direction != "unknown":
-                if len(self.hdlc_directions) > 4096:
-                    self.hdlc_directions.clear()
-                self.hdlc_directions[pair] = direction
-                self.hdlc_directions[(unit.link, dst, src)] = _reverse(direction)
-        client, server = (src, dst) if direction != "server->client" else (dst, src)
-        link = f"{unit.link} hdlc {_addr(client)}-{_addr(server)}" if unit.link != "input" \
-            else f"hdlc {_addr(client)}-{_addr(server)}"
+        client, server = (src, dst) if direction != SERVER_TO_CLIENT else (dst, src)
+        pair = f"hdlc {_addr(client)}-{_addr(server)}"
+        link = pair if pdu.link == "input" else f"{pdu.link} {pair}"
         if kind in ("DISC", "DM"):
             self.tracker.close(link)
             self.hdlc.drop(link)
         if kind not in ("I", "UI") or not raw_info or frame.__dict__.get("fcs_ok") is False:
-            yield self._frame_only(unit, frame, link, direction)
+            yield self._frame_only(pdu, frame, link, direction)
             return
         done = self.hdlc.feed((link, src, dst), raw_info, bool(frame.segmentation),
-                              unit.frames[0] if unit.frames else 0)
+                              pdu.frames[0] if pdu.frames else 0)
         if done is None:
             return
-        frame.__dict__.setdefault("findings", []).extend(done.findings)
+        for f in done.findings:
+            add_finding(frame, f.severity, f.code, f.message)
         if not done.data:  # dropped (a segment flood): the frame carries the finding
-            yield self._frame_only(unit, frame, link, direction)
+            yield self._frame_only(pdu, frame, link, direction)
             return
-        yield from self._apdu(unit, done.data, link, direction, [frame], "hdlc",
-                              frames=sorted(set(done.frames) | set(unit.frames)))
+        yield from self._apdu(pdu, done.data, link, direction, [frame], "hdlc",
+                              frames=sorted(set(done.frames) | set(pdu.frames)))
 
-    def events(self, events: list[Any], findings: list[Finding] | None = None
-               ) -> Iterator[ApduRecord]:
-        """What a link-layer framer (M-Bus, mode E) gives: APDU units are dissected, link
-        messages become records of their own, framing notes ride on the next record."""
-        from dissector.framing.linklayers import LinkFrame
-        from dissector.framing.splitter import FramingNote
+    def _mbus(self, pdu: Pdu) -> Iterator[ApduRecord]:
+        """An M-Bus frame: a DLMS segment is joined with the others of its APDU; any other
+        frame (ACK, short frame, another CI, a bad check sum) is a record of its own."""
+        packet = MBus(pdu.data)
+        seg = mbus_segment(packet)
+        if seg is None or packet.checksum_ok is False:
+            name = MBUS_RECORD_NAMES.get(type(packet).__name__, "mbus-frame")
+            yield self._link_record(packet, name, pdu, pdu.link, pdu.direction,
+                                    _own_findings(packet) + pdu.findings)
+            return
+        link = f"mbus {seg.address}" if pdu.link == "input" else f"{pdu.link} mbus {seg.address}"
+        done, lost = self.mbus.feed(pdu.link, seg, pdu.frames, _own_findings(packet))
+        notes = pdu.findings + lost
+        if done is None or not done.data:
+            self.add_notes(notes)
+            return
+        yield from self._apdu(Pdu(done.data, "raw", done.frames, pdu.time, link, pdu.direction,
+                                  notes + done.findings), done.data, link, pdu.direction, [],
+                              "raw")
 
-        notes: list[Finding] = list(findings or [])
-        for ev in events:
-            if isinstance(ev, FramingNote):
-                notes.append(Finding(ev.severity, ev.code, ev.message))
-            elif isinstance(ev, LinkFrame):
-                yield self.link_frame(ev.packet, _link_record_name(ev), ev.frames, ev.time,
-                                      ev.link, ev.direction, ev.findings + notes)
-                notes = []
-            else:
-                ev.findings[:0] = notes
-                notes = []
-                yield from self.feed(ev)
-        self.add_notes(notes)
-
-    def link_frame(self, packet: Packet, name: str, frames: list[int], time: float, link: str,
-                   direction: str, findings: list[Finding]) -> ApduRecord:
+    def _link_record(self, packet: Packet, name: str, pdu: Pdu, link: str, direction: str,
+                     findings: list[Finding]) -> ApduRecord:
         """A link-layer message without an APDU (M-Bus ACK, mode E sign-on): a record of its
         own, named `name` (`mbus-ack`, `mode-e-identification`, ...)."""
         self.count += 1
-        return ApduRecord(self.count, frames, time, link, direction, packet, "link",
-                          findings=list(findings), name=name)
+        return ApduRecord(self.count, pdu.frames, pdu.time, link, direction, packet, "link",
+                          findings=findings, name=name)
 
-    def _frame_only(self, unit: Unit, frame: Packet, link: str, direction: str) -> ApduRecord:
+    def _frame_only(self, pdu: Pdu, frame: Packet, link: str, direction: str) -> ApduRecord:
         """An HDLC frame with no APDU (SNRM, UA, RR, DISC, DM, FRMR): a record of its own."""
         self.count += 1
-        rec = ApduRecord(self.count, unit.frames, unit.time, link, direction, frame, "hdlc",
-                         [])
-        return rec
+        return ApduRecord(self.count, pdu.frames, pdu.time, link, direction, frame, "hdlc")
 
-    def _wrapper(self, unit: Unit) -> Iterator[ApduRecord]:
-        frame = Wrapper(unit.data, stop_dissection_after=Wrapper)
-        for f in unit.findings:
-            frame.__dict__.setdefault("findings", []).append(f)
-        yield from self._apdu(unit, _payload_bytes(frame), unit.link, unit.direction, [frame],
-                              "wrapper")
-
-    def _apdu(self, unit: Unit, data: bytes, link: str, direction: str,
+    def _apdu(self, pdu: Pdu, data: bytes, link: str, direction: str,
               frame_packets: list[Packet], transport: str,
               frames: list[int] | None = None, nested: bool = False) -> Iterator[ApduRecord]:
         if not data:
             return
-        if direction == "unknown":
+        if direction == UNKNOWN:
             direction = direction_of_tag(data[0])
         ctx = self.context(link)
         ctx.direction = direction
@@ -251,12 +267,12 @@ class Dissector:
         ctx.association = st.keys
         pkt = APDU(data, key_context=ctx)
         self.count += 1
-        rec = ApduRecord(self.count, frames or unit.frames, unit.time, link, direction, pkt,
+        rec = ApduRecord(self.count, frames or pdu.frames, pdu.time, link, direction, pkt,
                          transport, frame_packets)
-        if direction == "unknown" and rec.inner() is not None:
+        if direction == UNKNOWN and rec.inner() is not None:
             rec.direction = direction_of_tag(bytes(rec.inner())[0])
         if transport == "raw":
-            rec.findings.extend(unit.findings)
+            rec.findings.extend(pdu.findings)
         self.tracker.observe(rec, st)
         joined = None
         if rec.apdu == "general-block-transfer":
@@ -268,7 +284,7 @@ class Dissector:
                 joined = self._block(rec, link, direction)
         yield rec
         if joined is not None:
-            for inner in self._apdu(unit, joined.data, link, direction, frame_packets,
+            for inner in self._apdu(pdu, joined.data, link, direction, frame_packets,
                                     transport, frames=joined.frames, nested=True):
                 inner.findings.append(Finding(
                     "note", "gbt.reassembled", "reassembled from general-block-transfer blocks"
@@ -304,37 +320,3 @@ def _payload_bytes(frame: Packet) -> bytes:
 def _addr(raw: bytes) -> str:
     upper, lower = decode_address(raw) if raw else (0, None)
     return str(upper) if lower is None else f"{upper}/{lower}"
-
-
-def _reverse(direction: str) -> str:
-    return {"client->server": "server->client", "server->client": "client->server"}.get(
-        direction, direction)
-
-
-def _hdlc_direction(kind: str, dst: bytes, src: bytes, info: bytes, known: str | None) -> str:
-    """Direction of a frame: from its kind or LLC, else what this address pair had, else the
-    address sizes (a client address is one byte)."""
-    if kind in ("SNRM", "DISC"):
-        return "client->server"
-    if kind in ("UA", "DM", "FRMR"):
-        return "server->client"
-    if info[:3] == LLC_RESPONSE:
-        return "server->client"
-    if info[:2] == b"\xe6\xe6":
-        return "client->server"
-    if known is not None:
-        return known
-    if len(src) == 1 and len(dst) > 1:
-        return "client->server"
-    if len(dst) == 1 and len(src) > 1:
-        return "server->client"
-    return "unknown"
-
-
-def _link_record_name(frame: Any) -> str:
-    """`mbus-ack`, `mbus-short-frame`, `mbus-long-frame`, `mode-e-sign-on`, ..."""
-    names = {"MBusAck": "mbus-ack", "MBusShortFrame": "mbus-short-frame",
-             "MBusLongFrame": "mbus-long-frame"}
-    kind = frame.kind
-    return names.get(type(frame.packet).__name__, "mbus-frame") if kind == "mbus" \
-        else f"mode-e-{kind}"

@@ -1,17 +1,20 @@
-"""Reassembly of APDUs split across HDLC frames (segmentation bit) and general-block-transfer."""
+"""Reassembly of APDUs split across HDLC frames (segmentation bit), M-Bus long frames (DLMS
+segments) and general-block-transfer blocks."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from layers.expert import Finding
-from layers.hdlc import LLC_REQUEST, LLC_RESPONSE
+from layers.hdlc_bytes import LLC_REQUEST, LLC_RESPONSE
+from layers.mbus import DlmsSegment
 
 MAX_APDU = 1 << 20  # an APDU larger than this is a flood, not a meter
 MAX_PENDING_LINKS = 8  # address pairs with a segmented APDU in flight at once
 
 
-@dataclass
+@dataclass(slots=True)
 class Pending:
     """Bytes gathered so far for one APDU, and the frames that carried them."""
 
@@ -19,7 +22,7 @@ class Pending:
     frames: list[int] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class Assembled:
     """A complete APDU: its bytes, the frames that carried them, findings met on the way."""
 
@@ -121,3 +124,80 @@ class BlockReassembler:
             return None, found
         self.pending.pop(key, None)
         return Assembled(bytes(part.data), part.frames), found
+
+
+@dataclass(slots=True)
+class _MbusPending:
+    data: bytearray
+    frames: list[int]
+    next_sequence: int
+    tsaps: tuple[int | None, int | None]
+    findings: list[Finding]
+
+
+class MbusReassembler:
+    """Joins the DLMS segments of M-Bus long frames into APDUs.
+
+    Frames of one APDU share the link, the A field and the direction (C bit PRM); segments are
+    numbered from 0 (modulo 16) and the last has CI bit 4 set. A gap in the numbering drops the
+    APDU (`mbus.segment-lost`); STSAP/DTSAP that change within an APDU are reported
+    (`mbus.tsap-mismatch`) and the segment is joined anyway.
+    """
+
+    def __init__(self) -> None:
+        self.pending: dict[tuple[str, int, bool], _MbusPending] = {}
+
+    def feed(self, link: str, seg: DlmsSegment, frames: Sequence[int],
+             findings: Sequence[Finding] = ()) -> tuple[Assembled | None, list[Finding]]:
+        """Add one segment; returns (the APDU when complete, findings about lost segments)."""
+        key = (link, *seg.key)
+        where = ",".join(map(str, frames))
+        lost: list[Finding] = []
+        part = self.pending.get(key)
+        if part is not None and seg.sequence != part.next_sequence:
+            del self.pending[key]
+            lost.append(Finding(
+                "warning", "mbus.segment-lost",
+                f"A={seg.address}: expected segment {part.next_sequence}, frame {where} brings"
+                f" segment {seg.sequence}: the APDU of frames"
+                f" {','.join(map(str, part.frames))} is dropped"))
+            part = None
+        if part is None:
+            if seg.sequence != 0:
+                lost.append(Finding(
+                    "warning", "mbus.segment-lost",
+                    f"A={seg.address}: segment {seg.sequence} in frame {where} without the"
+                    f" segments before it: dropped"))
+                return None, lost
+            part = _MbusPending(bytearray(), [], 0, (seg.stsap, seg.dtsap), [])
+        elif (seg.stsap, seg.dtsap) != part.tsaps:
+            part.findings.append(Finding(
+                "warning", "mbus.tsap-mismatch",
+                f"segment {seg.sequence} (frame {where}) has STSAP/DTSAP"
+                f" {_tsaps(seg.stsap, seg.dtsap)}, segment 0 had {_tsaps(*part.tsaps)}"))
+        part.data += seg.data
+        part.frames.extend(f for f in frames if f not in part.frames)
+        part.findings.extend(f for f in findings if f not in part.findings)
+        part.next_sequence = (seg.sequence + 1) & 0x0F
+        if len(part.data) > MAX_APDU:
+            self.pending.pop(key, None)
+            lost.append(Finding("error", "mbus.segment-flood",
+                                f"segmented APDU exceeds {MAX_APDU} bytes: segments dropped"))
+            return None, lost
+        if not seg.last:
+            self.pending[key] = part
+            return None, lost
+        self.pending.pop(key, None)
+        return Assembled(bytes(part.data), part.frames, part.findings), lost
+
+    def finish(self) -> list[Finding]:
+        """End of input: the APDUs whose last segment never came."""
+        out = [Finding("warning", "mbus.incomplete",
+                       f"{k[0]} A={k[1]}: segmented APDU never completed (frames"
+                       f" {','.join(map(str, p.frames))})") for k, p in self.pending.items()]
+        self.pending.clear()
+        return out
+
+
+def _tsaps(stsap: int | None, dtsap: int | None) -> str:
+    return "absent" if stsap is None else f"{stsap}/{dtsap}"

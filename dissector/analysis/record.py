@@ -1,4 +1,5 @@
-"""One reassembled APDU as the writers see it, and its JSON form (the machine contract)."""
+"""One reassembled APDU as the analysis gives it to the writers: its dissection, security verdict,
+findings and what the tracker learned of it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from typing import Any
 
 from scapy.packet import Packet
 
-from dissector.output.fields import packet_fields
 from layers.expert import Finding, findings_of
 from layers.hdlc import HDLC
 from layers.security import (
@@ -36,6 +36,8 @@ class ApduRecord:
     findings: list[Finding] = field(default_factory=list)
     response_time: float | None = None
     name: str | None = None
+    request_frame: int | None = None  # first frame of the request this record answers
+    hls_pass: int | None = None  # 3 or 4 when the record carries an HLS pass
 
     @property
     def apdu(self) -> str:
@@ -80,10 +82,9 @@ class ApduRecord:
 
     def security(self) -> dict[str, Any] | None:
         """The `security` object of the JSON contract (computed once: the record is final)."""
-        if "_security" not in self.__dict__:
-            self.__dict__["_security"] = self._security()
-        return self.__dict__["_security"]
+        return self._security
 
+    @cached_property
     def _security(self) -> dict[str, Any] | None:
         env = self.envelope
         if env is None:
@@ -118,32 +119,3 @@ class ApduRecord:
         env = self.envelope
         res = env.deciphered if env is not None else None
         return res.packet if res is not None else None
-
-    def secrets(self) -> list[bytes]:
-        """Key bytes this APDU carries in clear once deciphered (the dedicated key of an
-        InitiateRequest): writers redact them, since key bytes never appear in output."""
-        out = []
-        for p in self.nodes:
-            key = p.fields.get("dedicated_key") if "dedicated_key" in p.fields else None
-            if isinstance(key, (bytes, bytearray)) and len(key) >= 8:
-                out.append(bytes(key))
-        return out
-
-    def to_json(self) -> dict[str, Any]:
-        plain = self.plaintext()
-        inner = self.inner()
-        return {
-            "number": self.number,
-            "frames": self.frames,
-            "time": self.time,
-            "link": self.link,
-            "direction": self.direction,
-            "transport": self.transport,
-            "apdu": self.apdu,
-            "security": self.security(),
-            "plaintext": plain.hex().upper() if plain is not None else None,
-            "inner": getattr(inner, "apdu_name", None) if inner is not None else None,
-            "response_time": self.response_time,
-            "fields": packet_fields(self.packet),
-            "expert": [f.as_dict() for f in self.all_findings()],
-        }

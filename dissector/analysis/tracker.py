@@ -249,7 +249,7 @@ class Tracker:
         seen = meth is not None
         if seen and meth != (15, 1):
             return
-        rec.__dict__["hls_pass"] = 3
+        rec.hls_pass = 3
         if seen:
             self._check_hls(rec, st, pkt, 3)
         env = rec.envelope
@@ -315,7 +315,7 @@ class Tracker:
                                         "the server refused HLS pass 3: the association is not"
                                         " authenticated"))
             return
-        rec.__dict__["hls_pass"] = 4
+        rec.hls_pass = 4
         st.authenticated = self._check_hls(rec, st, pkt, 4) is not False
 
     def _check_hls(self, rec: ApduRecord, st: AssociationState, pkt: Packet,
@@ -415,7 +415,7 @@ class Tracker:
 
     def _answered(self, rec: ApduRecord, req: ApduRecord, error: bool) -> None:
         rec.response_time = rec.time - req.time
-        rec.__dict__["request_frame"] = req.frames[0] if req.frames else None
+        rec.request_frame = req.frames[0] if req.frames else None
         if not error:
             return
         text = getattr(effective(rec), "description", None) or rec.apdu

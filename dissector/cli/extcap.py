@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 from typing import TextIO
 
-from dissector.sources.capture import LINKTYPE_USER0
+from dissector.sources.frames import LINKTYPE_USER0
 
 INTERFACE = "dlms-serial"
 DISPLAY = "DLMS serial tap"
@@ -144,7 +144,9 @@ def capture(args: argparse.Namespace) -> int:
     if not args.fifo or not args.port:
         sys.stderr.write("extcap capture needs --fifo PATH and --port DEVICE\n")
         return 2
-    from dissector.live.sources import LiveError, SerialSettings, SerialSniffer, stop_on_signals
+    from dissector.live.base import stop_on_signals
+    from dissector.live.rawcapture import LiveError
+    from dissector.live.serial import SerialSettings, SerialSniffer
 
     ports = [args.port] + ([args.port2] if args.port2 else [])
     settings = SerialSettings(args.baud, args.bytesize, args.parity, args.stopbits, args.gap)

@@ -1,7 +1,7 @@
 """`dlms-dissect sniff serial|tcp` and `dlms-dissect extcap`: live capture on the command line.
 
-`add_sniff_commands(sub, key_options, output_options)` adds the parsers to the `dlms-dissect`
-subcommands; `run_sniff(args, out)` runs one (`args.command` is "sniff" or "extcap").
+`add_parsers(sub)` adds the parsers to the `dlms-dissect` subcommands; `run(args, out)` runs
+one (`args.command` is "sniff" or "extcap").
 """
 
 from __future__ import annotations
@@ -9,24 +9,24 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
 from dissector.cli import extcap
+from dissector.cli.common import key_options, load_keys, output_options, renderer
 from dissector.sources.tcp import DLMS_PORT
 
 if TYPE_CHECKING:
-    from dissector.live.sources import LiveDissection, PassiveSniffer, SerialSniffer, TcpTap
+    from dissector.live.dissection import LiveDissection
+    from dissector.live.passive import PassiveSniffer
+    from dissector.live.serial import SerialSniffer
+    from dissector.live.tap import TcpTap
 
 # The live sources (and Scapy's sending, routing and sniffing they pull in) load only when a
 # live command runs: `read` and `decode` start quicker.
 
 COMMANDS = ("sniff", "extcap")
 
-Options = Callable[[argparse.ArgumentParser], None]
-
-
-def _common(p: argparse.ArgumentParser, key_options: Options, output_options: Options) -> None:
+def _common(p: argparse.ArgumentParser) -> None:
     output_options(p)
     p.add_argument("-Y", dest="display_filter", metavar="FILTER",
                    help="display filter on JSON fields (as for read)")
@@ -39,7 +39,7 @@ def _common(p: argparse.ArgumentParser, key_options: Options, output_options: Op
     key_options(p)
 
 
-def add_sniff_commands(subparsers: Any, key_options: Options, output_options: Options) -> None:
+def add_parsers(subparsers: Any) -> None:
     """Add `sniff serial`, `sniff tcp` and `extcap` to the `dlms-dissect` subcommands."""
     sniff = subparsers.add_parser("sniff", help="dissect live traffic: serial taps, a TCP tap "
                                                 "or an interface")
@@ -57,7 +57,7 @@ def add_sniff_commands(subparsers: Any, key_options: Options, output_options: Op
                           "character times, at least 0.05 s)")
     ser.add_argument("--sign-on", action="store_true",
                      help="start at 300 Bd 7E1 for IEC 62056-21 sign-on; back there after DISC")
-    _common(ser, key_options, output_options)
+    _common(ser)
     tcp = ssub.add_parser("tcp", help="passive capture on an interface, or an active tap "
                                       "between client and meter")
     where = tcp.add_mutually_exclusive_group(required=True)
@@ -72,7 +72,7 @@ def add_sniff_commands(subparsers: Any, key_options: Options, output_options: Op
                      help="passive capture through Scapy (default) or tshark (pyshark)")
     tcp.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
                      help="tap: how long to retry reaching the meter (default 10)")
-    _common(tcp, key_options, output_options)
+    _common(tcp)
     ext = subparsers.add_parser("extcap", help="Wireshark extcap interface 'DLMS serial tap'")
     extcap.add_arguments(ext)
 
@@ -113,13 +113,10 @@ def dlms_ports(specs: list[str]) -> dict[int, str | None]:
 def make_source(args: argparse.Namespace, dissection: LiveDissection | None,
                 stop: threading.Event) -> SerialSniffer | TcpTap | PassiveSniffer:
     """The live source the arguments describe (not opened yet)."""
-    from dissector.live.sources import (
-        LiveError,
-        PassiveSniffer,
-        SerialSettings,
-        SerialSniffer,
-        TcpTap,
-    )
+    from dissector.live.passive import PassiveSniffer
+    from dissector.live.rawcapture import LiveError
+    from dissector.live.serial import SerialSettings, SerialSniffer
+    from dissector.live.tap import TcpTap
 
     if args.sniff_command == "serial":
         settings = SerialSettings(args.baud, args.bytesize, args.parity, args.stopbits, args.gap)
@@ -140,22 +137,21 @@ def make_source(args: argparse.Namespace, dissection: LiveDissection | None,
                           capture_path=args.write, ports=ports, stop=stop)
 
 
-def run_sniff(args: argparse.Namespace, out: TextIO) -> int:
+def run(args: argparse.Namespace, out: TextIO) -> int:
     """Run `sniff serial`, `sniff tcp` or `extcap` until Ctrl-C (or `--duration`)."""
     if args.command == "extcap":
         return extcap.run(args, out)
-    from dissector.analysis.capture import association_stats, stats_text
+    from dissector.analysis.capture import stats_text
     from dissector.analysis.pipeline import Dissector
-    from dissector.cli.main import load_keys
-    from dissector.live.sources import LiveDissection, LiveError, LiveOutput, stop_on_signals
-    from dissector.output.filter import compile_filter
+    from dissector.live.base import stop_on_signals
+    from dissector.live.dissection import LiveDissection
+    from dissector.live.rawcapture import LiveError
 
     dis = Dissector(load_keys(args))
-    mode = "json" if args.json else "tree" if args.verbose else "summary"
-    keep = compile_filter(args.display_filter) if args.display_filter else None
     stop = threading.Event()
     try:
-        source = make_source(args, LiveDissection(dis, LiveOutput(out, mode, keep)), stop)
+        dissection = LiveDissection(dis, out, renderer(args, args.display_filter))
+        source = make_source(args, dissection, stop)
         source.open()
     except LiveError as exc:
         sys.stderr.write(f"dlms-dissect: {exc}\n")
@@ -167,6 +163,6 @@ def run_sniff(args: argparse.Namespace, out: TextIO) -> int:
     if source.capture is not None:
         sys.stderr.write(f"dlms-dissect: stopped; {source.capture.describe()}\n")
     if args.stats:
-        out.write(stats_text(association_stats(dis)))
+        out.write(stats_text(dis.tracker.summaries()))
         out.flush()
     return 0

@@ -16,7 +16,10 @@ CLIENT_MAC, SERVER_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
 CLIENT_PORT = 40000
 
 
-def pcap_item(rec: ApduRecord) -> tuple[bytes, str, float, str] | None:
+PcapItem = tuple[bytes, str, float, str]
+
+
+def pcap_item(rec: ApduRecord) -> PcapItem | None:
     """(APDU bytes, deciphered when possible; direction; time; comment) of a record."""
     plain = rec.plaintext()
     data = plain if plain is not None else bytes(rec.packet)
@@ -28,6 +31,8 @@ def pcap_item(rec: ApduRecord) -> tuple[bytes, str, float, str] | None:
         verdict = {True: "tag OK", False: "tag FAILED", None: "tag not checked"}
         words.append(f"key={sec['key_kind']} {verdict[sec['tag_verified']]}")
         words.append("deciphered" if plain is not None else "still ciphered")
+    if any(f.code == "output.key-withheld" for f in rec.findings):
+        words.append("dedicated key withheld (zeroed)")
     return data, rec.direction, rec.time, "; ".join(words)
 
 
@@ -40,7 +45,7 @@ class PcapOut:
     def write(self, rec: ApduRecord) -> None:
         self.write_item(pcap_item(rec))
 
-    def write_item(self, item: tuple[bytes, str, float, str] | None) -> None:
+    def write_item(self, item: PcapItem | None) -> None:
         """Write what `pcap_item` extracted (the form worker processes hand over)."""
         if item is None:
             return

@@ -1,9 +1,7 @@
-"""Writers: one summary line per APDU (default), the full tree (-V), JSON lines (--json)."""
+"""Records as text: the summary line (default) and the full tree (-V), without the record number
+(the writer puts it in front: `render.Rendered`)."""
 
 from __future__ import annotations
-
-import json
-from typing import Any, TextIO
 
 from scapy.packet import Packet
 
@@ -43,16 +41,16 @@ def _info(pkt: Packet) -> str:
 
 
 def summary_line(rec: ApduRecord) -> str:
+    """The summary line after its record number."""
     frames = ",".join(str(f) for f in rec.frames) or "-"
     info = _info(rec.packet)
     inner = rec.inner()
     if inner is not None:
         info += f" -> {_info(inner)}"
-    if rec.response_time is not None and "request_frame" in rec.__dict__:
-        info += f" (answers frame {rec.__dict__['request_frame']}, {rec.response_time:.3f}s)"
+    if rec.response_time is not None:
+        info += f" (answers frame {rec.request_frame}, {rec.response_time:.3f}s)"
     sec = security_annotation(rec)
-    head = f"{rec.number:4d} {rec.time:17.6f} {rec.direction:15s} {rec.link}  [{frames}]  " \
-           f"{rec.apdu}  {info}"
+    head = f"{rec.time:17.6f} {rec.direction:15s} {rec.link}  [{frames}]  {rec.apdu}  {info}"
     return head + (f"  {sec}" if sec else "")
 
 
@@ -81,68 +79,3 @@ def tree_lines(rec: ApduRecord) -> list[str]:
 
 def _indent(text: str | None, n: int = 4) -> list[str]:
     return [" " * n + line for line in (text or "").splitlines() if line.strip()]
-
-
-def render(rec: ApduRecord, mode: str, as_json: dict[str, Any] | None = None) -> str:
-    """A record as text in one of the three formats, newline-terminated, key bytes redacted."""
-    if mode == "json":
-        text = _ENCODER.encode(as_json or rec.to_json()) + "\n"
-    elif mode == "tree":
-        text = "\n".join(tree_lines(rec)) + "\n\n"
-    else:
-        text = "\n".join([summary_line(rec), *finding_lines(rec)]) + "\n"
-    for secret in rec.secrets():
-        text = redact(text, secret)
-    return text
-
-
-def redact(text: str, secret: bytes) -> str:
-    """Replace a key's hex (either case) and its bytes repr by a name and fingerprint."""
-    import hashlib
-
-    mark = f"<dedicated key {len(secret)} bytes sha256:{hashlib.sha256(secret).hexdigest()[:8]}>"
-    for form in (secret.hex(), secret.hex().upper(), repr(secret)[2:-1]):
-        text = text.replace(form, mark)
-    return text
-
-
-class Writer:
-    """Prints records in one of the three formats, flushing each one (live use) unless told
-    not to (`read`: the stream's own buffering, as tshark -r without -l)."""
-
-    def __init__(self, out: TextIO, mode: str = "summary", flush_each: bool = True) -> None:
-        self.out = out
-        self.mode = mode
-        self.flush_each = flush_each
-
-    def write(self, rec: ApduRecord) -> None:
-        self.write_text(render(rec, self.mode))
-
-    def write_text(self, text: str) -> None:
-        self.out.write(text)
-        if self.flush_each:
-            self.out.flush()
-
-
-    def end(self, findings: list) -> None:
-        """Findings about the input as a whole (what never completed), after the last APDU."""
-        if not findings:
-            return
-        if self.mode == "json":
-            self.out.write(json.dumps({"end": True, "expert": [f.as_dict() for f in findings]})
-                           + "\n")
-        else:
-            self.out.write("end of input:\n" + "\n".join(
-                f"       {f.severity}: {f.code}: {f.message}" for f in findings) + "\n")
-        self.out.flush()
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, (bytes, bytearray)):
-        return bytes(obj).hex().upper()
-    return str(obj)
-
-
-# as json.dumps(..., default=_json_default), without the check for circular references (a
-# record's JSON is a tree built afresh)
-_ENCODER = json.JSONEncoder(default=_json_default, check_circular=False)

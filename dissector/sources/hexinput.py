@@ -1,12 +1,22 @@
-"""Hex pasted from traces: tolerant parsing and splitting into transport units."""
+"""Hex pasted from traces: tolerant parsing, and each line as the PDUs it holds.
+
+A line is HDLC (frames split at their flags), a wrapper PDU, an IEC 61334-4-32 LLC header with
+its APDU, a bare APDU, or bytes of a serial line (IEC 62056-21 sign-on messages, wired M-Bus
+frames) that go through the serial demultiplexer, which keeps its state from line to line.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
-from dissector.analysis.pipeline import Dissector, Unit
-from dissector.analysis.record import ApduRecord
+from dissector.framing.hdlc import split_hdlc_frames
+from dissector.framing.mbus import looks_like_mbus
+from dissector.framing.serial import SerialDemux
+from dissector.stages import Pdu
+from layers.expert import Finding
+from layers.iec62056_21 import looks_like_mode_e
+from layers.llc432 import HEADER_LEN, LLC432, looks_like_llc432
 
 _JUNK = re.compile(r"0x|[\s:,;.\-]", re.IGNORECASE)
 
@@ -27,48 +37,41 @@ def parse_hex(text: str) -> bytes:
         raise HexError(f"not hex: {bad!r} in {text.strip()[:40]!r}") from exc
 
 
-class HexInput:
-    """Pasted lines in order: HDLC, wrapper, M-Bus (segments joined across lines), IEC 61334-4-32
-    LLC, IEC 62056-21 sign-on messages, or bare APDUs. Link messages without an APDU come out
-    as records through the dissector."""
-
-    def __init__(self, dissector: Dissector) -> None:
-        from dissector.framing.linklayers import MbusFramer, ModeEFramer
-
-        self.dis = dissector
-        self.mbus = MbusFramer("input")
-        self.mode_e = ModeEFramer("input")
-
-    def line(self, data: bytes, line_no: int) -> Iterator[ApduRecord]:
-        from dissector.framing.linklayers import (
-            llc432_unit,
-            looks_like_llc432,
-            looks_like_mbus,
-            looks_like_mode_e,
-        )
-
-        if data[:1] != b"\x7e" and looks_like_mode_e(data):
-            yield from self.dis.events(self.mode_e.feed(data, line_no))
-        elif data[:1] != b"\x7e" and looks_like_mbus(data):
-            yield from self.dis.events(self.mbus.feed(data, line_no))
+def hex_units(lines: Iterable[bytes]) -> Iterator[Pdu | Finding]:
+    """The PDUs of pasted lines (numbered from 1, as their frame numbers) in order; findings
+    about a line ride on its next PDU, the rest come after the last line."""
+    demux = SerialDemux("input")
+    for n, data in enumerate(lines, 1):
+        if data[:1] != b"\x7e" and (looks_like_mode_e(data) or looks_like_mbus(data)):
+            items: list[Pdu | Finding] = demux.feed(data, n)
         elif looks_like_llc432(data):
-            yield from self.dis.feed(llc432_unit(data, line_no))
+            header = LLC432(data, stop_dissection_after=LLC432)
+            items = [Pdu(data[HEADER_LEN:], "raw", [n],
+                         findings=list(header.__dict__.get("findings", ())))]
         else:
-            for unit in units_from_line(data, line_no):
-                yield from self.dis.feed(unit)
-
-    def finish(self) -> Iterator[ApduRecord]:
-        yield from self.dis.events(self.mbus.flush() + self.mode_e.flush())
+            items = list(units_from_line(data, n))
+        yield from _riding(items)
+    yield from _riding(demux.flush())
 
 
-def units_from_line(data: bytes, line_no: int) -> list[Unit]:
+def _riding(items: list[Pdu | Finding]) -> Iterator[Pdu | Finding]:
+    """Findings ride on the next PDU among `items`; those after the last one are given."""
+    notes: list[Finding] = []
+    for item in items:
+        if isinstance(item, Finding):
+            notes.append(Finding(item.severity, item.code, item.message))
+        else:
+            item.findings[:0] = notes
+            notes = []
+            yield item
+    yield from notes
+
+
+def units_from_line(data: bytes, line_no: int) -> list[Pdu]:
     """Split one input line: HDLC frames at their flags, a wrapper PDU, or a bare APDU."""
     if data[:1] == b"\x7e":
-        from dissector.framing.splitter import split_hdlc_frames
-        from layers.expert import Finding
-
         frames = split_hdlc_frames(data) or [data]
-        units = [Unit(f, "hdlc", [line_no]) for f in frames]
+        units = [Pdu(f, "hdlc", [line_no]) for f in frames]
         left = len(data) - sum(len(f) for f in frames)
         if left > 0:
             units[-1].findings.append(Finding(
@@ -76,5 +79,5 @@ def units_from_line(data: bytes, line_no: int) -> list[Unit]:
                 f"line {line_no}: {left} byte(s) outside any complete HDLC frame were skipped"))
         return units
     if data[:2] == b"\x00\x01" and len(data) >= 8:
-        return [Unit(data, "wrapper", [line_no])]
-    return [Unit(data, "raw", [line_no])]
+        return [Pdu(data, "wrapper", [line_no])]
+    return [Pdu(data, "raw", [line_no])]

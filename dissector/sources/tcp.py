@@ -18,15 +18,16 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from dissector.framing.splitter import detect_transport
+from dissector.framing.detect import detect_transport
 from dissector.stages import (
     CLIENT_TO_SERVER,
     SERVER_TO_CLIENT,
     Direction,
+    Finding,
     LinkEvent,
-    Note,
     Record,
     endpoint,
+    note,
 )
 
 DLMS_PORT = 4059
@@ -225,11 +226,11 @@ class TcpReassembler:
     def packet(
         self, frame_no: int, time: float, src: str, sport: int, dst: str, dport: int,
         seq: int, ack: int, flags: int, payload: bytes, comment: str | None = None,
-    ) -> list[Record | LinkEvent | Note]:
+    ) -> list[Record | LinkEvent | Finding]:
         """Process one TCP segment; return the records, events and notes it produces."""
         a, b = (src, sport), (dst, dport)
         key = (a, b) if a <= b else (b, a)
-        out: list[Record | LinkEvent | Note] = []
+        out: list[Record | LinkEvent | Finding] = []
         conn = self._conns.get(key)
         syn_only = flags & (SYN | ACK) == SYN
         if conn is not None and syn_only and conn.isn != seq:
@@ -278,9 +279,9 @@ class TcpReassembler:
                 self._close(key, conn, frame_no, time, out)
         return out
 
-    def flush(self) -> list[Record | LinkEvent | Note]:
+    def flush(self) -> list[Record | LinkEvent | Finding]:
         """End of capture: deliver what is still waiting behind holes (no close events)."""
-        out: list[Record | LinkEvent | Note] = []
+        out: list[Record | LinkEvent | Finding] = []
         for conn in self._conns.values():
             if conn.taken is not False:
                 for from_client, stream in conn.streams.items():
@@ -290,18 +291,18 @@ class TcpReassembler:
         self.buffered = 0
         return out
 
-    def _evict(self, frame_no: int, time: float, out: list[Record | LinkEvent | Note]) -> None:
+    def _evict(self, frame_no: int, time: float, out: list[Record | LinkEvent | Finding]) -> None:
         """Stop following the least recently active connection (too many are open)."""
         key, conn = next(iter(self._conns.items()))
         self.evicted += 1
         if conn.taken:
-            out.append(Note(frame_no, time, conn.link, "warning", "tcp.evicted",
+            out.append(note(frame_no, time, conn.link, "warning", "tcp.evicted",
                             f"more than {self.max_connections} TCP connections open at once: "
                             "this one, the least recently active, is no longer followed (as if "
                             "it had closed here)"))
         self._close(key, conn, frame_no, time, out)
 
-    def _shed(self, out: list[Record | LinkEvent | Note]) -> None:
+    def _shed(self, out: list[Record | LinkEvent | Finding]) -> None:
         """Too many bytes wait behind holes: the streams holding most give up their holes."""
         while self.buffered > self.max_total_buffered:
             conn, from_client, stream = max(
@@ -351,7 +352,7 @@ class TcpReassembler:
         return _Connection(link, client, hint, True if known else None, opened)
 
     def _emit(self, conn: _Connection, from_client: bool, items: Iterable[Delivery | Gap],
-              out: list[Record | LinkEvent | Note]) -> None:
+              out: list[Record | LinkEvent | Finding]) -> None:
         direction: Direction = CLIENT_TO_SERVER if from_client else SERVER_TO_CLIENT
         for item in items:
             if conn.taken is None and isinstance(item, Delivery):
@@ -374,13 +375,13 @@ class TcpReassembler:
                 out.append(Record(item.frame_no, item.time, conn.link, direction, item.data,
                                   conn.hint, comment=item.comment))
             else:
-                out.append(Note(item.frame_no, item.time, conn.link, "warning", "tcp.gap",
+                out.append(note(item.frame_no, item.time, conn.link, "warning", "tcp.gap",
                                 f"{item.missing} byte(s) of the {direction} stream were not "
                                 f"captured ({item.reason}); PDUs spanning the gap are lost",
                                 direction))
 
     def _close(self, key: tuple[tuple[str, int], tuple[str, int]], conn: _Connection,
-               frame_no: int, time: float, out: list[Record | LinkEvent | Note]) -> None:
+               frame_no: int, time: float, out: list[Record | LinkEvent | Finding]) -> None:
         if conn.taken is not False:
             for from_client, stream in conn.streams.items():
                 self.buffered -= stream.buffered

@@ -1,0 +1,96 @@
+"""What the commands share: the argument parser that never echoes values, the key and output
+options, loading the keystore, and writing numbered records."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Iterable
+from typing import NoReturn, TextIO
+
+from dissector.analysis.capture import End, Numbered
+from dissector.output.render import Renderer, Writer
+from keys.keystore import Keystore, default_keystore_path, keystore_from_flags, load_keystore
+
+KEY_FLAGS = ("ek", "ak", "bek", "kek", "dk", "hls_secret", "client_title", "server_title")
+
+
+class UsageError(Exception):
+    """A bad command input: one line on stderr, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but its error messages never repeat the values given (they may be keys)."""
+
+    def error(self, message: str) -> NoReturn:
+        message = re.sub(r"(unrecognized arguments|invalid choice|invalid \w+ value):.*",
+                         r"\1 (not repeated here: arguments may hold keys)", message)
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def key_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("keys (hex or text:...; never echoed)")
+    g.add_argument("--keys", metavar="FILE", help="keystore TOML file (default: $DLMS_KEYS)")
+    for flag in KEY_FLAGS:
+        g.add_argument("--" + flag.replace("_", "-"), dest=flag, metavar="KEY")
+
+
+def output_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-V", dest="verbose", action="store_true", help="print the full tree")
+    p.add_argument("--json", action="store_true", help="one JSON object per APDU")
+
+
+def load_keys(args: argparse.Namespace) -> Keystore:
+    """Flags first, then --keys FILE (or $DLMS_KEYS)."""
+    flags = {k: getattr(args, k, None) for k in KEY_FLAGS}
+    store = keystore_from_flags(**flags)
+    path = getattr(args, "keys", None) or default_keystore_path()
+    if path:
+        store = store.merged(load_keystore(path))
+        for warning in store.warnings:
+            sys.stderr.write(f"dlms-dissect: {warning}\n")
+    return store
+
+
+def mode(args: argparse.Namespace) -> str:
+    return "json" if args.json else "tree" if args.verbose else "summary"
+
+
+def renderer(args: argparse.Namespace, display_filter: str | None = None) -> Renderer:
+    """The records' rendering the options ask for (format, display filter, `-w` export)."""
+    return Renderer(mode(args), display_filter, export=bool(getattr(args, "write", None)))
+
+
+def emit(out: TextIO, args: argparse.Namespace, items: Iterable[Numbered | End]) -> list[dict]:
+    """Write numbered records (and the end-of-input findings) to `out` and to the `-w`
+    export; return the association summaries."""
+    writer = Writer(out, mode(args), flush_each=False)
+    pcap = None
+    if getattr(args, "write", None):
+        from dissector.output.pcap import PcapOut
+
+        pcap = PcapOut(args.write)
+    stats: list[dict] = []
+    try:
+        for item in items:
+            if isinstance(item, Numbered):
+                writer.write(item.item, item.number)
+                if pcap is not None:
+                    pcap.write_item(item.item.pcap)
+            else:
+                writer.end(item.findings)
+                stats = item.summaries
+    finally:
+        out.flush()
+        if pcap is not None:
+            pcap.close()
+    return stats

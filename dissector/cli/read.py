@@ -1,0 +1,58 @@
+"""`dlms-dissect read`: capture files, serially or in `--jobs` worker processes."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+from dissector.cli.common import emit, key_options, load_keys, output_options, positive, renderer
+
+
+def add_parser(sub: Any) -> None:
+    rd = sub.add_parser("read", help="dissect capture files (pcap or pcapng)")
+    rd.add_argument("capture", nargs="+",
+                    help="one capture, or several read one after the other as one capture"
+                         " (ring-buffer files in order)")
+    output_options(rd)
+    rd.add_argument("-Y", dest="filter", metavar="FILTER",
+                    help='display filter on JSON fields, e.g. \'security.key_kind == "dedicated"\'')
+    rd.add_argument("-w", dest="write", metavar="OUT.pcapng",
+                    help="write each deciphered APDU as wrapper-over-UDP-4059 (the export; the"
+                         " capture itself is the input file)")
+    rd.add_argument("--stats", action="store_true", help="per-association statistics at the end")
+    rd.add_argument("--jobs", type=positive, default=1, metavar="N",
+                    help="dissect associations in N processes (output stays in capture order)")
+    rd.add_argument("--port", action="append", default=[], metavar="N:wrapper|hdlc|raw|mbus",
+                    help="force the transport on a TCP/UDP port (repeatable)")
+    key_options(rd)
+
+
+def _numbered_filter(args: argparse.Namespace) -> bool:
+    """A -Y filter on the record number: only the serial run knows numbers while filtering."""
+    from dissector.output.filter import filter_fields
+
+    return bool(args.filter) and "number" in filter_fields(args.filter)
+
+
+def run(args: argparse.Namespace, out: TextIO) -> int:
+    from dissector.analysis.capture import run_serial, stats_text, units_of_capture
+    from dissector.analysis.pipeline import Dissector
+    from dissector.framing.splitter import parse_port_spec
+
+    store = load_keys(args)
+    ports = dict(parse_port_spec(p) for p in args.port) or None
+    render = renderer(args, args.filter)
+    items: Iterable[Any]
+    if args.jobs > 1 and not _numbered_filter(args):
+        from dissector.analysis.parallel import run_parallel
+
+        items = run_parallel(args.capture, ports, store, args.jobs, render,
+                             keep_stats=args.stats)
+    else:
+        dis = Dissector(store, keep_stats=args.stats)
+        items = run_serial(dis, units_of_capture(args.capture, ports), render)
+    stats = emit(out, args, items)
+    if args.stats:
+        out.write(stats_text(stats))
+    return 0

@@ -1,0 +1,50 @@
+"""The `read` pipeline fed one item at a time by a live source: each record is written and
+flushed as soon as it is complete; findings about the live machinery itself (a lost port, a
+refused connection) are printed at once, findings about the bytes ride on the next record."""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from dissector.analysis.pipeline import Dissector
+from dissector.analysis.record import ApduRecord
+from dissector.output.render import Renderer, Writer
+from dissector.stages import Item
+from layers.expert import Finding
+
+#: Finding codes of the live machinery: printed at once, not attached to the next APDU.
+LIVE_CODES = ("serial.", "tap.", "sniff.")
+
+
+class LiveDissection:
+    """Records as `read` prints them (summary, tree or JSON lines), each flushed at once."""
+
+    def __init__(self, dissector: Dissector, out: TextIO, renderer: Renderer) -> None:
+        self.dissector = dissector
+        self.renderer = renderer
+        self.writer = Writer(out, renderer.mode)
+        self.count = 0
+        self._notes: list[Finding] = []
+
+    def process(self, item: Item) -> list[ApduRecord]:
+        """One item of the framing stage; the records it completed."""
+        if isinstance(item, Finding):
+            if item.code.startswith(LIVE_CODES):
+                self.writer.finding(item)
+            else:
+                self._notes.append(item.about_record())
+            return []
+        if self._notes and hasattr(item, "findings"):
+            item.findings[:0] = self._notes  # type: ignore[union-attr]
+            self._notes = []
+        records = list(self.dissector.process(item))
+        for rec in records:
+            shown = self.renderer(rec)
+            if shown is not None:
+                self.writer.write(shown, rec.number)
+                self.count += 1
+        return records
+
+    def finish(self) -> None:
+        self.writer.end([*self._notes, *self.dissector.finish()])
+        self._notes = []
