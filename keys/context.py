@@ -34,6 +34,19 @@ class Association:
     # title is unknown (AARQ), that meter's keys are tried first. Only the order of the search
     # changes; a key is always named as the unordered search would name it.
     server_title_hint: bytes | None = None
+    # Keystore entries as key_transfer changed them, by entry name: the keystore itself never
+    # changes; the association holds the replaced entries.
+    overrides: dict[str, MeterKeys] = field(default_factory=dict)
+
+    def entries(self, keystore: Keystore, server_title: bytes | None = None,
+                client_title: bytes | None = None, every: bool = False) -> list[MeterKeys]:
+        """The keystore's entries for a title pair (`Keystore.for_titles`), or all of them
+        with `every`, as this association knows them (transferred keys in place)."""
+        found = list(keystore.entries) if every else keystore.for_titles(server_title,
+                                                                         client_title)
+        if not self.overrides:
+            return found
+        return [self.overrides.get(e.name, e) for e in found]
 
 
 @dataclass
@@ -79,7 +92,7 @@ class KeyContext:
     # -- key selection -------------------------------------------------------------------
     def _entries(self) -> list[MeterKeys]:
         a = self.association
-        return self.keystore.for_titles(a.server_title, a.client_title)
+        return a.entries(self.keystore, a.server_title, a.client_title)
 
     def _search_order(self, primary: list[Candidate], title: bytes) -> list[Candidate]:
         """`primary`, while the association does not know the server's title, with the keys
@@ -118,24 +131,24 @@ class KeyContext:
         return out + self._stored(kind)
 
     def _stored(self, kind: str) -> list[Candidate]:
-        """The keystore's keys of one kind for this title pair (memoised per keystore)."""
+        """The keystore's keys of one kind for this title pair (memoised per keystore, which
+        never changes; not memoised for an association that holds transferred keys)."""
         a = self.association
-        memo = self.keystore.__dict__.setdefault("_candidates", {})
-        key = (kind, a.server_title, a.client_title, len(self.keystore.entries))
-        found = memo.get(key)
-        if found is None:
-            if len(memo) > 4096:
-                memo.clear()
-            attr = {"global-unicast": "ek", "global-broadcast": "bek",
-                    "dedicated": "dedicated"}[kind]
-            found = memo[key] = [Candidate(getattr(e, attr), e.ak, kind, getattr(e, attr).name)
-                                 for e in self._entries() if getattr(e, attr) is not None]
-        return found
+        attr = {"global-unicast": "ek", "global-broadcast": "bek", "dedicated": "dedicated"}[kind]
+
+        def compute() -> list[Candidate]:
+            return [Candidate(getattr(e, attr), e.ak, kind, getattr(e, attr).name)
+                    for e in self._entries() if getattr(e, attr) is not None]
+
+        if a.overrides:
+            return compute()
+        return self.keystore.derived(("candidates", kind, a.server_title, a.client_title),
+                                     compute)
 
     def all_candidates(self) -> list[Candidate]:
         """Every key of the keystore (and the learned dedicated key), for 'try every key'."""
         out = self.candidates("dedicated")[:1]
-        for entry in self.keystore.entries:
+        for entry in self.association.entries(self.keystore, every=True):
             for attr, kind in (("ek", "global-unicast"), ("bek", "global-broadcast"),
                                ("dedicated", "dedicated")):
                 key = getattr(entry, attr)

@@ -35,7 +35,7 @@ from __future__ import annotations
 import os
 import stat
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -67,6 +67,7 @@ PUBLIC_ECC_FIELDS = ("client_public_key", "server_public_key",
                      "client_agreement_public_key", "server_agreement_public_key")
 KNOWN_FIELDS = ("name", *TITLE_FIELDS, *SECRET_FIELDS, *PRIVATE_ECC_FIELDS, *PUBLIC_ECC_FIELDS)
 SYMMETRIC_LENGTHS = (16, 32)
+MAX_MEMO = 4096  # derived lookups kept per keystore (title pairs seen)
 
 
 class KeystoreError(ValueError):
@@ -89,9 +90,11 @@ class Problem:
             f"{self.severity}: {self.message}"
 
 
-@dataclass
+@dataclass(frozen=True)
 class MeterKeys:
-    """Keys of one meter (or of any meter, when `system_title` is None).
+    """Keys of one meter (or of any meter, when `system_title` is None). Immutable: keys that
+    change later (key_transfer) are held by the association that saw them, as a replaced
+    entry (`dataclasses.replace`).
 
     Secret fields accept bytes or `SecretKey`; bytes are wrapped and named ``<name>/<field>``.
     ECC fields hold loaded `cryptography` key objects (see the module docstring for the file
@@ -127,9 +130,9 @@ class MeterKeys:
         for name in SECRET_FIELDS:
             value = getattr(self, name)
             if isinstance(value, (bytes, bytearray)):
-                setattr(self, name, SecretKey(value, f"{self.name}/{name}"))
+                object.__setattr__(self, name, SecretKey(value, f"{self.name}/{name}"))
             elif isinstance(value, SecretKey) and value.name == "key":
-                setattr(self, name, value.renamed(f"{self.name}/{name}"))
+                object.__setattr__(self, name, value.renamed(f"{self.name}/{name}"))
 
     def signing_public_key(self, side: Literal["client", "server"]
                            ) -> ec.EllipticCurvePublicKey | None:
@@ -146,13 +149,19 @@ class MeterKeys:
         return pub if pub is not None else (priv.public_key() if priv is not None else None)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Keystore:
-    """Meter entries in file order, plus the warnings found while loading them."""
+    """Meter entries in file order, plus the warnings found while loading them. Immutable (the
+    entries are a tuple of frozen `MeterKeys`), so lookups are memoised on their arguments."""
 
-    entries: list[MeterKeys] = field(default_factory=list)
+    entries: tuple[MeterKeys, ...] = ()
     source: str = "<memory>"
-    warnings: list[Problem] = field(default_factory=list)
+    warnings: tuple[Problem, ...] = ()
+    _memo: dict[Any, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "entries", tuple(self.entries))
+        object.__setattr__(self, "warnings", tuple(self.warnings))
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -171,13 +180,18 @@ class Keystore:
         entry with a title when the queried title is unknown; an entry whose title differs from
         a known queried title is left out. The server title weighs more than the client's.
         """
-        memo = self.__dict__.setdefault("_memo", {})
-        key = (server_title, client_title, len(self.entries))
+        return self.derived(("for_titles", server_title, client_title),
+                            lambda: self._rank(server_title, client_title))
+
+    def derived(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """A value derived from the entries, computed once per `key` (the keystore never
+        changes, so nothing goes stale; at most `MAX_MEMO` are kept)."""
+        memo = self._memo
         found = memo.get(key)
         if found is None:
-            if len(memo) > 4096:
+            if len(memo) >= MAX_MEMO:
                 memo.clear()
-            found = memo[key] = self._rank(server_title, client_title)
+            found = memo[key] = compute()
         return found
 
     def _rank(self, server_title: bytes | None, client_title: bytes | None) -> list[MeterKeys]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from scapy.packet import Packet
@@ -11,7 +11,7 @@ from scapy.packet import Packet
 from dissector.analysis.record import ApduRecord
 from keys.context import Association
 from keys.hls import HlsInputError, verify_hls
-from keys.keystore import Keystore
+from keys.keystore import Keystore, MeterKeys
 from keys.secret import SecretKey
 from keys.wrap import KeyTransferFormatError, UnwrapError, key_id_name, unwrap_key_transfer
 from layers.apdu.initiate import conformance_names
@@ -129,6 +129,8 @@ class Tracker:
         self.keep_summaries = True
         self.position = 0  # of the unit being dissected in its capture (set by the dissector)
         self.server_titles: dict[str, bytes] = {}  # address -> title its last AARE gave
+        # address -> keystore entries as the key_transfers seen there left them
+        self.transferred: dict[str, dict[str, MeterKeys]] = {}
         self.keystore = keystore or Keystore([])
 
     def get(self, link: str) -> AssociationState:
@@ -139,6 +141,7 @@ class Tracker:
                     self.forget(name, keep_summary=self.keep_summaries)
             st = self.associations[link] = AssociationState(link, created=self.position)
             st.keys.server_title_hint = self.server_titles.get(address_of(link))
+            st.keys.overrides.update(self.transferred.get(address_of(link), {}))
         return st
 
     def forget(self, link: str, keep_summary: bool) -> None:
@@ -267,8 +270,8 @@ class Tracker:
         if param is None:
             return
         data = bytes(param)
-        entries = [e for e in self.keystore.for_titles(st.keys.server_title, st.keys.client_title)
-                   if e.kek is not None]
+        entries = [e for e in st.keys.entries(self.keystore, st.keys.server_title,
+                                              st.keys.client_title) if e.kek is not None]
         if not entries:
             rec.findings.append(Finding("note", "keys.transfer-not-followed",
                                         "key_transfer seen, but no KEK in the keystore: the new"
@@ -298,10 +301,15 @@ class Tracker:
                                         "the server refused key_transfer: old keys stay"))
             return
         attr = {0: "ek", 1: "bek", 2: "ak", 3: "kek"}
+        frame = rec.frames[0] if rec.frames else 0
         for entry, kid, key in pending:
             if kid in attr:
-                setattr(entry, attr[kid], key.renamed(f"{entry.name}/{attr[kid]} (transferred"
-                                                      f" frame {rec.frames[0]})"))
+                current = st.keys.overrides.get(entry.name, entry)
+                st.keys.overrides[entry.name] = replace(current, **{attr[kid]: key.renamed(
+                    f"{entry.name}/{attr[kid]} (transferred frame {frame})")})
+        if len(self.transferred) >= MAX_ADDRESSES:
+            self.transferred.clear()
+        self.transferred[address_of(st.link)] = dict(st.keys.overrides)
         rec.findings.append(Finding("note", "keys.transfer-applied",
                                     "key_transfer accepted: the new keys are used from the next"
                                     " APDU on"))
@@ -335,7 +343,7 @@ class Tracker:
             return None
         verdict: bool | None = None
         used = ""
-        for entry in self.keystore.for_titles(server, client):
+        for entry in k.entries(self.keystore, server, client):
             try:
                 verdict = verify_hls(mech, f_value, challenge, secret=entry.hls_secret,
                                      ek=entry.ek, ak=entry.ak, system_title=me, peer_title=peer,
