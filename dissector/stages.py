@@ -16,13 +16,30 @@ from typing import Literal
 
 from layers.expert import Finding, Severity
 
-__all__ = ["CLIENT_TO_SERVER", "SERVER_TO_CLIENT", "UNKNOWN", "Direction", "Finding", "Item",
-           "LinkEvent", "Pdu", "Record", "Transport", "endpoint", "note", "reverse"]
+__all__ = [
+    "CLIENT_TO_SERVER",
+    "SERIAL_LINK",
+    "SERVER_TO_CLIENT",
+    "UNKNOWN",
+    "Direction",
+    "Finding",
+    "Item",
+    "LinkEvent",
+    "Pdu",
+    "Record",
+    "Transport",
+    "endpoint",
+    "note",
+    "reverse",
+]
 
 Direction = Literal["client->server", "server->client", "unknown"]
 #: The framings a PDU can have: an HDLC frame (flag to flag), a wrapper PDU (header + APDU), a
 #: bare APDU, an M-Bus frame, an IEC 62056-21 sign-on message.
 Transport = Literal["hdlc", "wrapper", "raw", "mbus", "mode-e"]
+
+#: The link of a serial line (link type 147 records, `sniff serial`).
+SERIAL_LINK = "serial 1"
 
 CLIENT_TO_SERVER: Direction = "client->server"
 SERVER_TO_CLIENT: Direction = "server->client"

@@ -92,40 +92,34 @@ def key_secrets() -> list[bytes]:
 
 
 def _render_all(records: Iterable, modes: Sequence[str]) -> list[str]:
-    from dissector.output.filter import compile_filter
-    from dissector.output.pcap import pcap_item
-    from dissector.output.text import render
+    from dissector.output.render import Renderer
 
-    keep = compile_filter(FILTER)
+    renderers = [Renderer(mode, FILTER, export=True) for mode in modes]
     texts = []
     for rec in records:
-        as_json = rec.to_json()
-        json.dumps(as_json, default=str)
-        keep(as_json)
-        pcap_item(rec)
-        rec.all_findings()
-        for mode in modes:
-            texts.append(render(rec, mode, as_json if mode == "json" else None))
+        for render in renderers:
+            shown = render(rec)
+            if shown is not None:
+                texts.append(shown.text(rec.number))
     return texts
 
 
 def run_decode(lines: Sequence[bytes], keyed: bool = True, modes: Sequence[str] = MODES
                ) -> list[str]:
     """`dlms-dissect decode`: each element is one pasted line (as bytes, after hex parsing)."""
-    from dissector.analysis.capture import association_stats, stats_text
+    from dissector.analysis.capture import stats_text
     from dissector.analysis.pipeline import Dissector
-    from dissector.sources.hexinput import units_from_line
+    from dissector.framing.lines import hex_units
 
     dis = Dissector(keystore() if keyed else None)
-    units = [u for n, line in enumerate(lines, 1) if line for u in units_from_line(line, n)]
 
     def records():
-        for unit in units:
-            yield from dis.feed(unit)
+        for item in hex_units(line for line in lines if line):
+            yield from dis.process(item)
 
     texts = _render_all(records(), modes)
     texts.append(repr(dis.finish()))
-    texts.append(stats_text(association_stats(dis)))
+    texts.append(stats_text(dis.tracker.summaries()))
     return texts
 
 
@@ -134,7 +128,7 @@ def run_capture(data: bytes | str | os.PathLike, keyed: bool = True,
                 ) -> list[str] | None:
     """`dlms-dissect read`: a capture file's bytes (or path). None when the bytes are not a
     capture (the CLI's one-line error)."""
-    from dissector.analysis.capture import association_stats, dissect_capture, stats_text
+    from dissector.analysis.capture import dissect_capture, stats_text
     from dissector.analysis.pipeline import Dissector
     from dissector.sources.capture import CaptureError
 
@@ -155,7 +149,7 @@ def run_capture(data: bytes | str | os.PathLike, keyed: bool = True,
         except CaptureError:
             return None
         texts.append(repr(dis.finish()))
-        texts.append(stats_text(association_stats(dis)))
+        texts.append(stats_text(dis.tracker.summaries()))
         return texts
     finally:
         if tmp is not None:

@@ -38,7 +38,8 @@ def capture_files() -> list[Path]:
 
 def _pdu_streams() -> Iterator[list[bytes]]:
     """The PDUs of each capture, per link and direction, as `read` cuts them."""
-    from dissector.framing.streams import Pdu, iter_pdus
+    from dissector.analysis.capture import iter_pdus
+    from dissector.stages import Pdu
 
     for path in capture_files():
         by_link: dict[tuple[str, str], list[bytes]] = {}

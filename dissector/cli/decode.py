@@ -19,7 +19,8 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace, out: TextIO) -> int:
     from dissector.analysis.capture import run_serial
     from dissector.analysis.pipeline import Dissector
-    from dissector.sources.hexinput import hex_units, parse_hex
+    from dissector.framing.lines import hex_units
+    from dissector.sources.hexinput import parse_hex
 
     store = load_keys(args)
     lines = args.hex or [line for line in sys.stdin.read().splitlines() if line.strip()]

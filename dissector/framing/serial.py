@@ -15,12 +15,11 @@ from dataclasses import replace
 from dissector.framing.hdlc import HdlcSplitter
 from dissector.framing.mbus import MbusSplitter, looks_like_mbus
 from dissector.framing.splitter import Splitter
-from dissector.stages import UNKNOWN, Direction, Pdu
+from dissector.stages import SERIAL_LINK, UNKNOWN, Direction, Pdu
 from layers.expert import Finding
 from layers.hdlc_bytes import FLAG
 from layers.iec62056_21 import ACK, message_length
 
-SERIAL_LINK = "serial 1"
 _SIGN_ON_STARTS = b"/" + bytes([ACK])
 
 

@@ -13,18 +13,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import cast
 
+from dissector.sources.detect import WRAPPER_HEADER_LEN, WRAPPER_VERSION, plausible_wrapper
 from dissector.stages import Pdu, Transport
-from layers.apdu.base import TAG_NAMES
 from layers.expert import Finding, Severity
 
 TRANSPORTS: tuple[str, ...] = ("hdlc", "wrapper", "raw", "mbus")
-WRAPPER_VERSION = b"\x00\x01"
-WRAPPER_HEADER_LEN = 8
-#: IEC 61334-4-32 LLC header that precedes an APDU on PLC links (first byte 90).
-LLC_432_FIRST = 0x90
-LLC_432_LEN = 3
-#: First bytes of APDUs (ACSE, xDLMS, ciphered), for the raw and resynchronisation heuristics.
-APDU_TAGS = frozenset(TAG_NAMES)
 
 
 @dataclass(slots=True)
@@ -193,41 +186,6 @@ class WrapperSplitter(Splitter):
             self._skip(p, n, "incomplete PDU at end of stream")
             p = n
         self._consume(p)
-
-
-def plausible_wrapper(buf: bytes | bytearray, p: int, n: int) -> bool:
-    """A wrapper header at `p` when out of sync: wPorts within the SAP / logical device range
-    (0..3FFF), a non-zero length and a known first APDU byte."""
-    length = buf[p + 6] << 8 | buf[p + 7]
-    return (
-        length > 0
-        and buf[p + 2] < 0x40
-        and buf[p + 4] < 0x40
-        and p + WRAPPER_HEADER_LEN < n
-        and buf[p + WRAPPER_HEADER_LEN] in APDU_TAGS
-    )
-
-
-def strip_llc_432(apdu: bytes) -> bytes:
-    """A raw APDU without its IEC 61334-4-32 LLC header (90 xx xx), when it has one."""
-    if len(apdu) > LLC_432_LEN and apdu[0] == LLC_432_FIRST and apdu[LLC_432_LEN] in APDU_TAGS:
-        return apdu[LLC_432_LEN:]
-    return apdu
-
-
-def new_splitter(transport: str) -> Splitter:
-    """A splitter for "hdlc", "wrapper" or "mbus"."""
-    if transport == "wrapper":
-        return WrapperSplitter()
-    if transport == "hdlc":
-        from dissector.framing.hdlc import HdlcSplitter
-
-        return HdlcSplitter()
-    if transport == "mbus":
-        from dissector.framing.mbus import MbusSplitter
-
-        return MbusSplitter()
-    raise ValueError(f"no splitter for transport {transport!r}")
 
 
 def parse_port_spec(spec: str) -> tuple[int, Transport]:

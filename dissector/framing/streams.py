@@ -11,15 +11,28 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 
-from dissector.framing.detect import StartFinder
+from dissector.framing.hdlc import HdlcSplitter
+from dissector.framing.mbus import MbusSplitter
 from dissector.framing.serial import SerialDemux
-from dissector.framing.splitter import Splitter, new_splitter, strip_llc_432
+from dissector.framing.splitter import Splitter, WrapperSplitter
+from dissector.sources.detect import StartFinder, strip_llc_432
 from dissector.stages import UNKNOWN, Direction, Item, LinkEvent, Pdu, Record
 from layers.expert import Finding
 
 __all__ = ["pdus_from_records"]
 
 MAX_PROBE = 64 * 1024  # bytes kept while looking for the framing of a stream
+
+
+def new_splitter(transport: str) -> Splitter:
+    """A splitter for "hdlc", "wrapper" or "mbus"."""
+    if transport == "wrapper":
+        return WrapperSplitter()
+    if transport == "hdlc":
+        return HdlcSplitter()
+    if transport == "mbus":
+        return MbusSplitter()
+    raise ValueError(f"no splitter for transport {transport!r}")
 
 
 class _Channel:

@@ -19,10 +19,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from dissector.framing.detect import detect_transport
+from dissector.sources.detect import detect_transport
 from dissector.sources.tcp import DLMS_PORT, TcpReassembler
 from dissector.stages import (
     CLIENT_TO_SERVER,
+    SERIAL_LINK,
     SERVER_TO_CLIENT,
     UNKNOWN,
     Direction,
@@ -40,7 +41,6 @@ LINKTYPE_LINUX_SLL = 113
 LINKTYPE_USER0 = 147
 LINKTYPE_LINUX_SLL2 = 276
 RAW_IP_LINKTYPES = frozenset({12, 14, 101, 228, 229})
-SERIAL_LINK = "serial 1"
 
 ETH_IPV4, ETH_IPV6 = 0x0800, 0x86DD
 VLAN_TAGS = frozenset({0x8100, 0x88A8, 0x9100})

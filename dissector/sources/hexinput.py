@@ -1,22 +1,9 @@
-"""Hex pasted from traces: tolerant parsing, and each line as the PDUs it holds.
-
-A line is HDLC (frames split at their flags), a wrapper PDU, an IEC 61334-4-32 LLC header with
-its APDU, a bare APDU, or bytes of a serial line (IEC 62056-21 sign-on messages, wired M-Bus
-frames) that go through the serial demultiplexer, which keeps its state from line to line.
-"""
+"""Hex pasted from traces: tolerant parsing into bytes, one line at a time (cut into PDUs by
+`dissector.framing.lines`)."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
-
-from dissector.framing.hdlc import split_hdlc_frames
-from dissector.framing.mbus import looks_like_mbus
-from dissector.framing.serial import SerialDemux
-from dissector.stages import Pdu
-from layers.expert import Finding
-from layers.iec62056_21 import looks_like_mode_e
-from layers.llc432 import HEADER_LEN, LLC432, looks_like_llc432
 
 _JUNK = re.compile(r"0x|[\s:,;.\-]", re.IGNORECASE)
 
@@ -35,49 +22,3 @@ def parse_hex(text: str) -> bytes:
     except ValueError as exc:
         bad = next((c for c in clean if c not in "0123456789abcdefABCDEF"), "?")
         raise HexError(f"not hex: {bad!r} in {text.strip()[:40]!r}") from exc
-
-
-def hex_units(lines: Iterable[bytes]) -> Iterator[Pdu | Finding]:
-    """The PDUs of pasted lines (numbered from 1, as their frame numbers) in order; findings
-    about a line ride on its next PDU, the rest come after the last line."""
-    demux = SerialDemux("input")
-    for n, data in enumerate(lines, 1):
-        if data[:1] != b"\x7e" and (looks_like_mode_e(data) or looks_like_mbus(data)):
-            items: list[Pdu | Finding] = demux.feed(data, n)
-        elif looks_like_llc432(data):
-            header = LLC432(data, stop_dissection_after=LLC432)
-            items = [Pdu(data[HEADER_LEN:], "raw", [n],
-                         findings=list(header.__dict__.get("findings", ())))]
-        else:
-            items = list(units_from_line(data, n))
-        yield from _riding(items)
-    yield from _riding(demux.flush())
-
-
-def _riding(items: list[Pdu | Finding]) -> Iterator[Pdu | Finding]:
-    """Findings ride on the next PDU among `items`; those after the last one are given."""
-    notes: list[Finding] = []
-    for item in items:
-        if isinstance(item, Finding):
-            notes.append(Finding(item.severity, item.code, item.message))
-        else:
-            item.findings[:0] = notes
-            notes = []
-            yield item
-    yield from notes
-
-
-def units_from_line(data: bytes, line_no: int) -> list[Pdu]:
-    """Split one input line: HDLC frames at their flags, a wrapper PDU, or a bare APDU."""
-    if data[:1] == b"\x7e":
-        frames = split_hdlc_frames(data) or [data]
-        units = [Pdu(f, "hdlc", [line_no]) for f in frames]
-        left = len(data) - sum(len(f) for f in frames)
-        if left > 0:
-            units[-1].findings.append(Finding(
-                "warning", "hdlc.skipped-bytes",
-                f"line {line_no}: {left} byte(s) outside any complete HDLC frame were skipped"))
-        return units
-    if data[:2] == b"\x00\x01" and len(data) >= 8:
-        return [Pdu(data, "wrapper", [line_no])]
-    return [Pdu(data, "raw", [line_no])]

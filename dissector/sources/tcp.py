@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from dissector.framing.detect import detect_transport
+from dissector.sources.detect import detect_transport
 from dissector.stages import (
     CLIENT_TO_SERVER,
     SERVER_TO_CLIENT,

@@ -1,21 +1,43 @@
-"""Which framing a stream or datagram uses: a guess from its first bytes, and the first offset
-where a PDU starts in a stream captured mid-PDU (in time linear in the stream)."""
+"""Which bytes are DLMS, in which framing: a guess from the first bytes of a flow or datagram,
+the first offset where a PDU starts in a stream captured mid-PDU (in time linear in the
+stream), and the wrapper header and IEC 61334-4-32 LLC checks both rely on."""
 
 from __future__ import annotations
 
 from typing import cast
 
-from dissector.framing.splitter import (
-    APDU_TAGS,
-    LLC_432_FIRST,
-    LLC_432_LEN,
-    WRAPPER_HEADER_LEN,
-    WRAPPER_VERSION,
-    plausible_wrapper,
-)
 from dissector.stages import Transport
+from layers.apdu.base import TAG_NAMES
 from layers.hdlc_bytes import FLAG, check_frame
 from layers.mbus import LONG_START as MBUS_LONG_START
+
+WRAPPER_VERSION = b"\x00\x01"
+WRAPPER_HEADER_LEN = 8
+#: IEC 61334-4-32 LLC header that precedes an APDU on PLC links (first byte 90).
+LLC_432_FIRST = 0x90
+LLC_432_LEN = 3
+#: First bytes of APDUs (ACSE, xDLMS, ciphered), for the raw and resynchronisation heuristics.
+APDU_TAGS = frozenset(TAG_NAMES)
+
+
+def plausible_wrapper(buf: bytes | bytearray, p: int, n: int) -> bool:
+    """A wrapper header at `p` when out of sync: wPorts within the SAP / logical device range
+    (0..3FFF), a non-zero length and a known first APDU byte."""
+    length = buf[p + 6] << 8 | buf[p + 7]
+    return (
+        length > 0
+        and buf[p + 2] < 0x40
+        and buf[p + 4] < 0x40
+        and p + WRAPPER_HEADER_LEN < n
+        and buf[p + WRAPPER_HEADER_LEN] in APDU_TAGS
+    )
+
+
+def strip_llc_432(apdu: bytes) -> bytes:
+    """A raw APDU without its IEC 61334-4-32 LLC header (90 xx xx), when it has one."""
+    if len(apdu) > LLC_432_LEN and apdu[0] == LLC_432_FIRST and apdu[LLC_432_LEN] in APDU_TAGS:
+        return apdu[LLC_432_LEN:]
+    return apdu
 
 
 def detect_transport(first_bytes: bytes) -> Transport | None:
