@@ -158,16 +158,27 @@ class KeyContext:
 
     # -- IV system title ------------------------------------------------------------------
     def system_title(self, env: Any) -> bytes | None:
-        """Carried title, else the title of the side that sent the APDU."""
+        """Carried title, else the originator-system-title of an enclosing general-signing,
+        else the title of the side that sent the APDU (an enclosing AARQ/RLRQ's or
+        AARE/RLRE's own title first)."""
         carried = env.carried_title()
         if carried:
             return carried
-        acse = _enclosing_acse(env)
-        if acse is not None:
-            if getattr(acse, "apdu_name", "") in ("aarq", "rlrq"):
-                return getattr(acse, "calling_ap_title", None) or self.association.client_title
-            return getattr(acse, "responding_ap_title", None) or self.association.server_title
-        client = self._sent_by_client(env)
+        outer = _enclosing(env)
+        if outer is not None and outer.apdu_name == "general-signing":
+            title = outer.carried_title()
+            if title:
+                return title
+            outer = _enclosing(outer)
+        if outer is not None:
+            client = outer.apdu_name in ("aarq", "rlrq")
+            own = getattr(outer, "calling_ap_title" if client else "responding_ap_title", None)
+            return own or self._known_title(client)
+        return self._known_title(self._sent_by_client(env))
+
+    def _known_title(self, client: bool) -> bytes | None:
+        """The client's (or server's) title: the association's, else the keystore's
+        (`client_system_title` / `system_title`, e.g. from --client-title/--server-title)."""
         title = self.association.client_title if client else self.association.server_title
         if title is None:
             attr = "client_system_title" if client else "system_title"
@@ -328,9 +339,7 @@ class KeyContext:
         order = self._search_order(primary, title) if len(primary) > 1 else primary
         likely = getattr(env, "plain_tag", None) if sc & 0x30 == 0x30 and not extra else None
         for cand in _likely_first(order, opening, likely):
-            plain = _try(opening, cand)
-            if plain is None and with_extra is not None:
-                plain = _try(with_extra, cand)
+            plain = _try_general(env, opening, with_extra, cand)
             seen = None if plain is None or sc_authenticated(sc) else _plausible(plain)
             if plain is not None and (sc_authenticated(sc) or seen is not None):
                 res.plaintext, res.key_name = plain, self._canonical(cand, primary).name
@@ -463,10 +472,29 @@ def _try(opening: Opening | None, cand: Candidate) -> bytes | None:
         return None
 
 
+def _try_general(env: Any, opening: Opening | None, with_header: Opening | None,
+                 cand: Candidate) -> bytes | None:
+    """`_try` for both AAD forms of general-ciphering (without, then with the header fields);
+    when a tag verifies, a note names the form that did (notes §5.4: stacks differ)."""
+    plain = _try(opening, cand)
+    if with_header is None or not with_header.authenticated:
+        return plain
+    form = "without"
+    if plain is None:
+        plain, form = _try(with_header, cand), "with"
+    if plain is not None:
+        add_finding(env, "note", "security.general-ciphering-aad",
+                    f"general-ciphering: the tag verified with the AAD {form} the header"
+                    " fields (transaction-id, originator-system-title, recipient-system-title,"
+                    " date-time, other-information, each length-prefixed)")
+    return plain
+
+
 def _general_aad(env: Any) -> bytes:
-    """The extra AAD some stacks add for general-ciphering in suites 1/2 (notes §5.4): the
-    header fields as on the wire. Empty for other envelopes and suite 0."""
-    if getattr(env, "family", "") != "general" or not (env.security_control or 0) & 0x0F:
+    """The general-ciphering header fields as on the wire, each length-prefixed: the extra
+    AAD of the Green Book's general-ciphering (in every suite; Gurux's Python library adds it
+    in suites 1/2 only, its .NET library never: notes §5.4). Empty for other envelopes."""
+    if getattr(env, "family", "") != "general":
         return b""
     from layers.fields import encode_length
 
@@ -518,13 +546,18 @@ def _well_formed(plaintext: bytes) -> Any:
     return None if pkt.haslayer(Raw) or pkt.haslayer(Padding) else pkt
 
 
-def _enclosing_acse(pkt: Any) -> Any:
-    """The AARQ/AARE/RLRQ/RLRE that carries this packet in its user-information, if any."""
+#: APDUs whose carried APDU takes its IV system title from them.
+_TITLE_GIVERS = frozenset({"aarq", "aare", "rlrq", "rlre", "general-signing"})
+
+
+def _enclosing(pkt: Any) -> Any:
+    """The nearest AARQ/AARE/RLRQ/RLRE (user-information) or general-signing (content) that
+    carries this packet, if any."""
     p = getattr(pkt, "parent", None) or getattr(pkt, "underlayer", None)
     for _ in range(16):
         if p is None:
             return None
-        if getattr(p, "apdu_name", "") in ("aarq", "aare", "rlrq", "rlre"):
+        if getattr(p, "apdu_name", "") in _TITLE_GIVERS:
             return p
         p = getattr(p, "parent", None) or getattr(p, "underlayer", None)
     return None

@@ -20,6 +20,7 @@ from .common import (
     DescriptorField,
     ElementField,
     LongInvokeIdAndPriorityField,
+    ProtocolEnumField,
     SequenceOfField,
     check_choice,
     date_time,
@@ -76,8 +77,8 @@ class AccessResponseSpecification(DLMSElement):
     fields_desc = [
         ByteEnumField("choice", 1, ACCESS_RESPONSE_CHOICES),
         MultipleTypeField(
-            [(ByteEnumField("result", 0, ACTION_RESULT), lambda pkt: pkt.choice == 3)],
-            ByteEnumField("result", 0, DATA_ACCESS_RESULT),
+            [(ProtocolEnumField("result", 0, ACTION_RESULT), lambda pkt: pkt.choice == 3)],
+            ProtocolEnumField("result", 0, DATA_ACCESS_RESULT),
         ),
     ]
 

@@ -257,7 +257,7 @@ class EnumListField(FieldListField):
     """A-XDR SEQUENCE OF a one-byte ENUMERATED; fewer elements than the count gives a finding."""
 
     def __init__(self, name: str, enum: dict[int, str], count_field: str) -> None:
-        super().__init__(name, [], ByteEnumField("", 0, enum),
+        super().__init__(name, [], ProtocolEnumField(name, 0, enum),
                          count_from=lambda pkt: pkt.getfieldval(count_field),
                          max_count=MAX_LIST)
 
@@ -283,6 +283,25 @@ def enum_list(name: str, enum: dict[int, str]) -> list[Field]:
     """An A-XDR `SEQUENCE OF` a one-byte ENUMERATED: `<name>_count`, then the values."""
     return [CountField(f"{name}_count", None, count_of=name),
             EnumListField(name, enum, f"{name}_count")]
+
+
+def check_enum(pkt: Packet, field: str, value: int | None, names: dict[int, str]) -> None:
+    """Add an `apdu.unknown-enum-value` warning when an xDLMS ENUMERATED value (a result, an
+    error) is not one the Green Book defines; the value is kept as sent."""
+    if value is not None and names and value not in names:
+        add_finding(pkt, "warning", "apdu.unknown-enum-value",
+                    f"{pkt.name}: {field} {value} is not a defined value")
+
+
+class ProtocolEnumField(ByteEnumField):
+    """A one-byte ENUMERATED of an xDLMS APDU (Data-Access-Result, Action-Result, exception and
+    service errors): a value outside the enumeration is flagged (`check_enum`). Not for the
+    `enum` values of A-XDR Data, which are application data."""
+
+    def getfield(self, pkt: Packet, s: bytes) -> tuple[bytes, int]:
+        remain, value = super().getfield(pkt, s)
+        check_enum(pkt, self.name, value, self.i2s)
+        return remain, value
 
 
 def check_choice(pkt: Packet, field: str, choices: dict[int, str]) -> None:
@@ -319,27 +338,38 @@ class DateTimeOctetsField(OctetsField):
 
 
 class DataTypeTagField(Field[int | None, int | None]):
-    """The Data octet-string tag `09` some meters put before a date-time: `09 0C` + 12 bytes
-    (Kaifa pushes) where the ASN.1 has a bare OCTET STRING (`0C` + 12 bytes, or `00`)."""
+    """A byte some senders put before a date-time's `0C` length and others leave out, kept
+    when sent (so builds round-trip): the Data octet-string tag `09` (Kaifa pushes: `09 0C` +
+    12 bytes where the ASN.1 has a bare OCTET STRING, `0C` + 12 bytes or `00`), or the usage
+    flag `01` of an OPTIONAL date-time (`lead=0x01`). Only `<lead> 0C` is read as one: a bare
+    OCTET STRING of that length cannot hold a date-time."""
 
-    def __init__(self, name: str) -> None:
+    __slots__ = ["lead"]
+
+    def __init__(self, name: str, lead: int = 0x09) -> None:
         super().__init__(name, None, fmt="B")
+        self.lead = lead
 
     def getfield(self, pkt: Packet, s: bytes) -> tuple[bytes, int | None]:
-        if len(s) > 1 and s[0] == 0x09 and s[1] == 0x0C:
-            return s[1:], 0x09
+        if len(s) > 1 and s[0] == self.lead and s[1] == 0x0C:
+            return s[1:], self.lead
         return s, None
 
     def addfield(self, pkt: Packet, s: bytes, val: int | None) -> bytes:
         return s if val is None else s + bytes([val])
 
     def i2repr(self, pkt: Packet | None, x: int | None) -> str:
-        return "none" if x is None else f"0x{x:02x} (Data octet-string tag)"
+        if x is None:
+            return "none"
+        return f"0x{x:02x} ({'Data octet-string tag' if x == 0x09 else 'present'})"
 
 
-def date_time(name: str = "date_time") -> list[Field]:
-    """A date-time OCTET STRING, `00` when absent; a leading Data tag `09` is kept if sent."""
-    return [DataTypeTagField(f"{name}_type"),
+def date_time(name: str = "date_time", flag: bool = False) -> list[Field]:
+    """A date-time OCTET STRING, `00` when absent; a leading Data tag `09` (`<name>_type`) is
+    kept if sent. With `flag`, the lead byte is instead the usage flag `01` of an OPTIONAL
+    date-time (`<name>_present`), for senders that write it (others give only the length)."""
+    lead = DataTypeTagField(f"{name}_present", 0x01) if flag else DataTypeTagField(f"{name}_type")
+    return [lead,
             VarLenField(f"{name}_length", None, length_of=name),
             DateTimeOctetsField(name, b"",
                                 length_from=lambda pkt: pkt.getfieldval(f"{name}_length"))]
@@ -367,14 +397,14 @@ def datablock_g() -> list[Field]:
     return [BooleanField("last_block", 1), IntField("block_number", 1),
             ByteEnumField("result", 0, DATABLOCK_G_CHOICES),
             *when(_is0, *length_prefixed("raw_data")),
-            ConditionalField(ByteEnumField("data_access_result", 0, DATA_ACCESS_RESULT), _is1)]
+            ConditionalField(ProtocolEnumField("data_access_result", 0, DATA_ACCESS_RESULT), _is1)]
 
 
 def get_data_result() -> list[Field]:
     """Get-Data-Result CHOICE inline: `result` (0 data, 1 data-access-result), then that."""
     return [ByteEnumField("result", 0, GET_DATA_RESULT_CHOICES),
             ConditionalField(DataValueField("data"), _is0),
-            ConditionalField(ByteEnumField("data_access_result", 0, DATA_ACCESS_RESULT), _is1)]
+            ConditionalField(ProtocolEnumField("data_access_result", 0, DATA_ACCESS_RESULT), _is1)]
 
 
 def summarize_get_data_result(pkt: Packet) -> str:
@@ -449,7 +479,7 @@ class ActionResponseWithOptionalData(DLMSElement):
 
     name = "Action-Response-With-Optional-Data"
     fields_desc = [
-        ByteEnumField("result", 0, ACTION_RESULT),
+        ProtocolEnumField("result", 0, ACTION_RESULT),
         *optional("return_parameters", ElementField("return_parameters", None, GetDataResult)),
     ]
 
@@ -541,9 +571,11 @@ __all__ = [
     "InvokeIdAndPriorityField",
     "LongInvokeIdAndPriorityField",
     "PresenceField",
+    "ProtocolEnumField",
     "SequenceOfField",
     "UnknownChoice",
     "check_choice",
+    "check_enum",
     "choice_header",
     "datablock_g",
     "datablock_sa",

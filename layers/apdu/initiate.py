@@ -22,7 +22,7 @@ from scapy.packet import Packet
 from ..expert import add_finding
 from ..fields import OctetsField, VarLenField
 from .base import TAG_NAMES, APDUBase, register
-from .common import BooleanField, optional
+from .common import BooleanField, ProtocolEnumField, check_enum, optional
 
 #: Conformance bit number (bit 0 = MSB of the first of the 3 bytes) -> name (notes §3.4).
 CONFORMANCE_BITS: tuple[str, ...] = (
@@ -102,6 +102,11 @@ class DependentEnumField(ByteField):
     def i2repr(self, pkt: Packet | None, x: int) -> str:
         name = self.names_for(pkt).get(x)
         return f"{name} ({x})" if name else repr(x)
+
+    def getfield(self, pkt: Packet, s: bytes) -> tuple[bytes, int]:
+        remain, value = super().getfield(pkt, s)
+        check_enum(pkt, self.name, value, self.names_for(pkt))
+        return remain, value
 
 
 def _conformance_fields() -> list[Field]:
@@ -203,8 +208,8 @@ class ConfirmedServiceError(APDUBase):
     apdu_name = "confirmed-service-error"
     fields_desc = [
         ByteEnumField("tag", 0x0E, TAG_NAMES),
-        ByteEnumField("service", 1, CONFIRMED_SERVICES),
-        ByteEnumField("error_type", 0, SERVICE_ERRORS),
+        ProtocolEnumField("service", 1, CONFIRMED_SERVICES),
+        ProtocolEnumField("error_type", 0, SERVICE_ERRORS),
         DependentEnumField("error_value", 0, _service_error_values),
     ]
 
@@ -237,8 +242,8 @@ class ExceptionResponse(APDUBase):
     apdu_name = "exception-response"
     fields_desc = [
         ByteEnumField("tag", 0xD8, TAG_NAMES),
-        ByteEnumField("state_error", 1, EXCEPTION_STATE_ERRORS),
-        ByteEnumField("service_error", 1, EXCEPTION_SERVICE_ERRORS),
+        ProtocolEnumField("state_error", 1, EXCEPTION_STATE_ERRORS),
+        ProtocolEnumField("service_error", 1, EXCEPTION_SERVICE_ERRORS),
         ConditionalField(IntField("invocation_counter", 0), lambda p: p.service_error == 6),
     ]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scapy.fields import ByteEnumField, IntField
+from scapy.fields import IntField
 
 from ..axdr import Data
 from .base import APDUBase, register
@@ -12,6 +12,7 @@ from .common import (
     CosemAttributeDescriptorWithSelection,
     DataValueField,
     InvokeIdAndPriorityField,
+    ProtocolEnumField,
     UnknownChoice,
     choice_header,
     datablock_sa,
@@ -164,7 +165,7 @@ class SetResponseNormal(APDUBase):
     fields_desc = [
         *choice_header(SET_RESPONSE, 1, SET_RESPONSE_CHOICES),
         InvokeIdAndPriorityField(),
-        ByteEnumField("result", 0, DATA_ACCESS_RESULT),
+        ProtocolEnumField("result", 0, DATA_ACCESS_RESULT),
     ]
 
     def mysummary(self) -> str:
@@ -196,7 +197,7 @@ class SetResponseLastDatablock(APDUBase):
     fields_desc = [
         *choice_header(SET_RESPONSE, 3, SET_RESPONSE_CHOICES),
         InvokeIdAndPriorityField(),
-        ByteEnumField("result", 0, DATA_ACCESS_RESULT),
+        ProtocolEnumField("result", 0, DATA_ACCESS_RESULT),
         IntField("block_number", 1),
     ]
 

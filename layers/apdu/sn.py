@@ -13,6 +13,7 @@ from .common import (
     DATA_ACCESS_RESULT,
     BooleanField,
     DataValueField,
+    ProtocolEnumField,
     check_choice,
     date_time,
     format_date_time,
@@ -75,7 +76,7 @@ class ReadResponseItem(DLMSElement):
     fields_desc = [
         ByteEnumField("choice", 0, READ_RESPONSE_CHOICES),
         ConditionalField(DataValueField("data"), lambda pkt: pkt.choice == 0),
-        ConditionalField(ByteEnumField("data_access_error", 0, DATA_ACCESS_RESULT),
+        ConditionalField(ProtocolEnumField("data_access_error", 0, DATA_ACCESS_RESULT),
                          lambda pkt: pkt.choice == 1),
         ConditionalField(BooleanField("last_block", 1), lambda pkt: pkt.choice == 2),
         ConditionalField(ShortField("block_number", 1), lambda pkt: pkt.choice in (2, 3)),
@@ -103,7 +104,7 @@ class WriteResponseItem(DLMSElement):
     name = "WriteResponse item"
     fields_desc = [
         ByteEnumField("choice", 0, WRITE_RESPONSE_CHOICES),
-        ConditionalField(ByteEnumField("data_access_error", 0, DATA_ACCESS_RESULT),
+        ConditionalField(ProtocolEnumField("data_access_error", 0, DATA_ACCESS_RESULT),
                          lambda pkt: pkt.choice == 1),
         ConditionalField(ShortField("block_number", 1), lambda pkt: pkt.choice == 2),
     ]
@@ -206,15 +207,16 @@ class InformationReportRequest(APDUBase):
     """InformationReportRequest: current-time OPTIONAL, SEQUENCE OF Variable-Access-Specification,
     SEQUENCE OF Data.
 
-    current-time is read like Gurux writes it: one length byte, `00` when absent, else the
-    date-time bytes (`0C` + 12).
+    current-time is read in both forms: as Gurux writes it, one length byte (`00` when absent,
+    else `0C` + 12 date-time bytes), and as the A-XDR OPTIONAL of the ASN.1, a usage flag
+    `01` before `0C` + 12 bytes (`current_time_present`, kept so the APDU builds as sent).
     """
 
     apdu_tag = INFORMATION_REPORT_REQUEST
     apdu_name = "information-report-request"
     fields_desc = [
         ByteEnumField("tag", INFORMATION_REPORT_REQUEST, TAG_NAMES),
-        *date_time("current_time"),
+        *date_time("current_time", flag=True),
         *sequence_of("variable_access_specification", VariableAccessSpecification),
         *sequence_of("list_of_data", Data),
     ]
