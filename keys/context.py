@@ -7,16 +7,15 @@ protected the APDU. Wrong keys are findings, never exceptions.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from layers.apdu.base import APDU
-from layers.expert import Finding, add_finding, findings_of
-from layers.security import sc_authenticated, sc_broadcast, sc_compressed, sc_encrypted
+from layers.expert import add_finding
+from layers.security import sc_authenticated, sc_encrypted
 
-from .gcm import CipherInputError, Opening, keystream_decrypt
+from .general import agreed_candidates, unwrapped_candidates, verify_signature
 from .keystore import Keystore, MeterKeys
+from .search import Candidate, DecipherResult, Search, finish, general_aad, opening, run
 from .secret import SecretKey
 
 REQUEST_TAGS = frozenset({0x01, 0x05, 0x06, 0x16, 0x60, 0x62, 0xC0, 0xC1, 0xC3, 0xD9, 0xE6})
@@ -47,35 +46,6 @@ class Association:
         if not self.overrides:
             return found
         return [self.overrides.get(e.name, e) for e in found]
-
-
-@dataclass
-class Candidate:
-    """A key to try, with the authentication key that goes with it and how to name it."""
-
-    key: SecretKey
-    ak: SecretKey | None
-    kind: str
-    name: str
-
-
-@dataclass
-class DecipherResult:
-    """What deciphering one envelope found. Holds no key bytes."""
-
-    plaintext: bytes | None = None
-    key_kind: str | None = None
-    key_name: str | None = None
-    tag_verified: bool | None = None
-    system_title: bytes | None = None
-    packet: Any = None
-    is_apdu: bool = True
-    looks_like: str | None = None
-    findings: list[Finding] = field(default_factory=list)
-
-    @property
-    def inner_name(self) -> str | None:
-        return getattr(self.packet, "apdu_name", None) if self.packet is not None else None
 
 
 class KeyContext:
@@ -115,11 +85,6 @@ class KeyContext:
                 first = [c for c in primary if id(c.key) in names]
                 return first + [c for c in primary if id(c.key) not in names]
         return primary
-
-    @staticmethod
-    def _canonical(found: Candidate, primary: list[Candidate]) -> Candidate:
-        """The first candidate in search order with the key pair that verified."""
-        return next((c for c in primary if c.key == found.key and c.ak == found.ak), found)
 
     def candidates(self, kind: str) -> list[Candidate]:
         """Keys of one kind (global-unicast, global-broadcast, dedicated), best match first."""
@@ -195,111 +160,15 @@ class KeyContext:
     def _primary(self, env: Any, kind: str) -> list[Candidate]:
         """Keys the envelope itself names: by tag family, or by general-ciphering key-info."""
         if kind == "wrapped":
-            return self._unwrapped(env)
+            return unwrapped_candidates(env, self._entries())
         if kind == "agreed":
-            return self._agreed(env)
+            return agreed_candidates(env, self._entries())
         return self.candidates(kind)
-
-    def _unwrapped(self, env: Any) -> list[Candidate]:
-        from .wrap import UnwrapError, unwrap_key
-
-        out = []
-        data = bytes(env.key_info.key_ciphered_data or b"")
-        for entry in self._entries():
-            if entry.kek is None:
-                continue
-            try:
-                key = unwrap_key(entry.kek, data)
-            except (UnwrapError, ValueError):
-                add_finding(env, "warning", "security.unwrap-failed",
-                            f"wrapped key does not unwrap with {entry.name}/kek")
-                continue
-            out.append(Candidate(SecretKey(key, f"{entry.name}/wrapped"), entry.ak, "wrapped",
-                                 f"{entry.name}/kek-wrapped key"))
-        return out
-
-    def _agreed(self, env: Any) -> list[Candidate]:
-        from . import agreement
-
-        info = env.key_info
-        scheme = bytes(info.key_parameters or b"\x00")[0]
-        sc = env.security_control or 0
-        suite = sc & 0x0F
-        originator = env.carried_title() or b""
-        recipient = bytes(env.recipient_system_title or b"")
-        out = []
-        for entry in self._entries():
-            for side, peer in (("server", "client"), ("client", "server")):
-                priv = getattr(entry, f"{side}_agreement_key")
-                if priv is None:
-                    continue
-                try:
-                    if scheme == 1:
-                        eph, sig = agreement.split_agreed_key_data(
-                            suite, bytes(info.key_ciphered_data or b""))
-                        signer = entry.signing_public_key(peer)
-                        if signer is not None and not agreement.verify_ephemeral_key(
-                                signer, eph, sig):
-                            add_finding(env, "error", "security.ephemeral-signature",
-                                        "the ephemeral public key's signature does not verify"
-                                        f" with {entry.name}/{peer} signing key")
-                        key = agreement.one_pass_dh_key(suite, priv, eph, originator,
-                                                        recipient)
-                    elif scheme == 2:
-                        pub = entry.agreement_public_key(peer)
-                        if pub is None:
-                            continue
-                        key = agreement.static_unified_key(
-                            suite, priv, pub, originator, recipient,
-                            bytes(env.transaction_id or b""))
-                    else:
-                        add_finding(env, "warning", "security.key-parameters",
-                                    f"unknown key-agreement scheme {scheme}")
-                        return out
-                except (ValueError, agreement.KeyLoadError):
-                    continue
-                out.append(Candidate(SecretKey(key, f"{entry.name}/agreed"), entry.ak,
-                                     "agreed", f"{entry.name}/{side}-agreed key"))
-        return out
-
-    def _verify_signature(self, env: Any) -> DecipherResult:
-        from .agreement import verify_raw
-
-        res = DecipherResult()
-        originator = env.carried_title()
-        signature = bytes(env.signature or b"")
-        keys = []
-        for entry in self.keystore.entries:
-            for side, title in (("server", entry.system_title),
-                                ("client", entry.client_system_title)):
-                pub = entry.signing_public_key(side)
-                if pub is not None and title in (None, originator):
-                    keys.append((entry.name, side, pub))
-        if not keys:
-            add_finding(env, "note", "security.signature-not-checked",
-                        "general-signing: no public key of the originator in the keystore,"
-                        " signature not checked")
-            return res
-        data = env.signed_bytes()
-        for name, side, pub in keys:
-            try:
-                if verify_raw(pub, signature, data):
-                    res.key_name = f"{name}/{side}-signing key"
-                    res.tag_verified = True
-                    add_finding(env, "note", "security.signature-verified",
-                                f"general-signing: signature verified with {res.key_name}")
-                    return res
-            except ValueError:
-                continue
-        res.tag_verified = False
-        add_finding(env, "error", "security.signature-failed",
-                    "general-signing: the signature verifies with no public key of the keystore")
-        return res
 
     def decipher(self, env: Any) -> DecipherResult:
         """Decipher one envelope; findings go on the envelope packet."""
         if getattr(env, "family", "") == "signing":
-            return self._verify_signature(env)
+            return verify_signature(env, self.keystore.entries)
         content = env.ciphered
         res = DecipherResult(key_kind=env.implied_key_kind())
         if content is None:
@@ -311,7 +180,7 @@ class KeyContext:
         res.system_title = title
         if not (sc_authenticated(sc) or sc_encrypted(sc)):
             res.plaintext, res.tag_verified = bytes(content.information or b""), None
-            return self._finish(env, res)
+            return finish(env, res)
         kind = res.key_kind
         if kind is None:
             add_finding(env, "note", "security.key-kind-unknown",
@@ -333,217 +202,14 @@ class KeyContext:
                             " deciphered dedicated key in this association, none in the keystore)")
             else:
                 add_finding(env, "note", "security.no-key", f"no {kind} key for this APDU")
-        extra = _general_aad(env)
-        opening = _opening(sc, title, ic, payload)
-        with_extra = _opening(sc, title, ic, payload, extra) if extra else None
-        order = self._search_order(primary, title) if len(primary) > 1 else primary
-        likely = getattr(env, "plain_tag", None) if sc & 0x30 == 0x30 and not extra else None
-        for cand in _likely_first(order, opening, likely):
-            plain = _try_general(env, opening, with_extra, cand)
-            seen = None if plain is None or sc_authenticated(sc) else _plausible(plain)
-            if plain is not None and (sc_authenticated(sc) or seen is not None):
-                res.plaintext, res.key_name = plain, self._canonical(cand, primary).name
-                res.packet = seen[1] if seen is not None else None
-                res.is_apdu = seen is None or seen[1] is not None
-                res.tag_verified = True if sc_authenticated(sc) else None
-                return self._finish(env, res)
-        if sc_authenticated(sc) and primary and all(c.ak is None for c in primary):
-            return self._without_ak(env, res, primary, sc, title, ic, payload)
-        if sc_authenticated(sc):
-            for cand in self.all_candidates():
-                if any(cand.key == p.key and cand.ak == p.ak for p in primary):
-                    continue
-                plain = _try(opening, cand)
-                if plain is not None:
-                    res.plaintext, res.key_name, res.tag_verified = plain, cand.name, True
-                    add_finding(env, "error", "security.wrong-key-family",
-                                f"the tag implies the {kind} key, but it verified with"
-                                f" {cand.name} ({cand.kind})")
-                    res.key_kind = cand.kind
-                    return self._finish(env, res)
-            if primary:
-                return self._keystream_fallback(env, res, primary, sc, title, ic, payload)
-        elif primary:
-            cand = primary[0]
-            try:
-                res.plaintext = keystream_decrypt(sc, cand.key, title, ic, payload)
-            except CipherInputError as exc:
-                add_finding(env, "error", "security.cannot-decipher",
-                            f"{cand.name}: {exc}")
-                return res
-            res.key_name = cand.name
-            add_finding(env, "warning", "security.not-well-formed",
-                        f"encryption only (no tag): {cand.name} deciphers to bytes that do not"
-                        " parse as an APDU; the key is probably wrong")
-            return self._finish(env, res)
-        return res
-
-    def _without_ak(self, env: Any, res: DecipherResult, primary: list[Candidate], sc: int,
-                    title: bytes, ic: int, payload: bytes) -> DecipherResult:
-        """Authenticated APDU but no authentication key known: decipher, leave the tag unchecked."""
-        cand = self._keystream(res, primary, sc, title, ic, payload)
-        if cand is not None:
-            add_finding(env, "note", "security.tag-not-checked",
-                        f"no authentication key for {cand.name}: deciphered, tag not checked")
-            return self._finish(env, res)
-        add_finding(env, "error", "security.not-well-formed",
-                    "no authentication key, and no key deciphers to a well-formed APDU")
-        return res
-
-    def _keystream_fallback(self, env: Any, res: DecipherResult, primary: list[Candidate],
-                            sc: int, title: bytes, ic: int, payload: bytes) -> DecipherResult:
-        """Every tag failed: say whether the encryption key still gives a sensible plaintext."""
-        res.tag_verified = False
-        cand = self._keystream(res, primary, sc, title, ic, payload)
-        if cand is not None:
-            add_finding(env, "error", "security.tag-failed-ak-wrong",
-                        f"tag failed, but {cand.name} deciphers to a well-formed"
-                        f" {res.looks_like}: the AK or the AAD is wrong")
-            res.tag_verified = False
-            return self._finish(env, res)
-        add_finding(env, "error", "security.tag-failed",
-                    "tag verification failed: no key verified (tried every candidate key)")
-        return res
-
-    @staticmethod
-    def _keystream(res: DecipherResult, primary: list[Candidate], sc: int, title: bytes,
-                   ic: int, payload: bytes) -> Candidate | None:
-        """The first candidate whose keystream gives a plausible plaintext (kept in `res`)."""
-        for cand in primary:
-            try:
-                plain = keystream_decrypt(sc, cand.key, title, ic, payload)
-            except CipherInputError:
-                continue
-            seen = _plausible(plain)
-            if seen is not None:
-                res.plaintext, res.key_name, res.tag_verified = plain, cand.name, None
-                res.packet, res.is_apdu = seen[1], seen[1] is not None
-                res.looks_like = seen[0]
-                return cand
-        return None
-
-    def _finish(self, env: Any, res: DecipherResult) -> DecipherResult:
-        sc = env.ciphered.security_control
-        if sc_compressed(sc):
-            add_finding(env, "warning", "security.compressed",
-                        "plaintext is V.44-compressed (SC bit 7); decompression is not"
-                        " supported, the inner APDU is shown undecoded")
-            res.packet, res.is_apdu = None, False
-            return res
-        if sc_broadcast(sc) and res.key_kind == "global-unicast":
-            res.key_kind = "global-broadcast"
-        return res
-
-
-def _opening(sc: int, title: bytes, ic: int, payload: bytes,
-             extra_aad: bytes = b"") -> Opening | None:
-    """The payload ready for a key search; None when no key could open it."""
-    try:
-        return Opening(sc, title, ic, payload, extra_aad=extra_aad)
-    except CipherInputError:
-        return None
-
-
-def _likely_first(order: list[Candidate], opening: Opening | None,
-                  first: int | None) -> Iterator[Candidate]:
-    """`order`, with the keys whose keystream does not start the plaintext with `first` (the
-    envelope's inner tag) moved last: a wrong key costs one byte of keystream instead of a
-    tag. Where the tag decides (SC bits 4 and 5), the key found is the one `order` finds:
-    only the right key verifies, and identical keys move together."""
-    if first is None or opening is None or len(order) < 2:
-        yield from order
-        return
-    later = []
-    for cand in order:
-        if opening.first_byte(cand.key) == first:
-            yield cand
-        else:
-            later.append(cand)
-    yield from later
-
-
-def _try(opening: Opening | None, cand: Candidate) -> bytes | None:
-    """The plaintext when `cand` (with its AK) verifies, else None."""
-    if opening is None or (opening.authenticated and cand.ak is None):
-        return None
-    try:
-        return opening.verify(cand.key, cand.ak)
-    except CipherInputError:
-        return None
-
-
-def _try_general(env: Any, opening: Opening | None, with_header: Opening | None,
-                 cand: Candidate) -> bytes | None:
-    """`_try` for both AAD forms of general-ciphering (without, then with the header fields);
-    when a tag verifies, a note names the form that did (notes §5.4: stacks differ)."""
-    plain = _try(opening, cand)
-    if with_header is None or not with_header.authenticated:
-        return plain
-    form = "without"
-    if plain is None:
-        plain, form = _try(with_header, cand), "with"
-    if plain is not None:
-        add_finding(env, "note", "security.general-ciphering-aad",
-                    f"general-ciphering: the tag verified with the AAD {form} the header"
-                    " fields (transaction-id, originator-system-title, recipient-system-title,"
-                    " date-time, other-information, each length-prefixed)")
-    return plain
-
-
-def _general_aad(env: Any) -> bytes:
-    """The general-ciphering header fields as on the wire, each length-prefixed: the extra
-    AAD of the Green Book's general-ciphering (in every suite; Gurux's Python library adds it
-    in suites 1/2 only, its .NET library never: notes §5.4). Empty for other envelopes."""
-    if getattr(env, "family", "") != "general":
-        return b""
-    from layers.fields import encode_length
-
-    parts = [bytes(env.getfieldval(n) or b"") for n in (
-        "transaction_id", "originator_system_title", "recipient_system_title", "date_time",
-        "other_information")]
-    return b"".join(encode_length(len(p)) + p for p in parts)
-
-
-def _plausible(plaintext: bytes) -> tuple[str, Any] | None:
-    """What a keystream plaintext looks like when it makes sense: (APDU name, its dissection),
-    ("DSMR telegram ...", None) for an ASCII P1 telegram whose own CRC checks out, or None."""
-    pkt = _well_formed(plaintext)
-    if pkt is not None:
-        return pkt.apdu_name, pkt
-    if _dsmr_crc_ok(plaintext):
-        return "DSMR telegram (its CRC checks out)", None
-    return None
-
-
-def _dsmr_crc_ok(text: bytes) -> bool:
-    """DSMR P1 telegram `/...!CCCC`: CRC-16/ARC of '/' through '!' equals the 4 hex digits."""
-    start, bang = text.find(b"/"), text.rfind(b"!")
-    if start != 0 or bang < 0 or len(text) < bang + 5:
-        return False
-    crc = 0
-    for b in text[: bang + 1]:
-        crc ^= b
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-    try:
-        return crc == int(text[bang + 1 : bang + 5], 16)
-    except ValueError:
-        return False
-
-
-def _well_formed(plaintext: bytes) -> Any:
-    """The dissected APDU when the bytes are a known APDU with no error finding and nothing
-    left over, else None."""
-    if not plaintext:
-        return None
-    pkt = APDU(plaintext)
-    if getattr(pkt, "apdu_name", "unknown") == "unknown":
-        return None
-    if any(f.severity == "error" for f in findings_of(pkt)):
-        return None
-    from scapy.packet import Padding, Raw
-
-    return None if pkt.haslayer(Raw) or pkt.haslayer(Padding) else pkt
+        extra = general_aad(env)
+        return run(Search(
+            env, res, sc, ic, title, payload, kind, primary,
+            order=self._search_order(primary, title) if len(primary) > 1 else primary,
+            every=self.all_candidates, opening=opening(sc, title, ic, payload),
+            with_header=opening(sc, title, ic, payload, extra) if extra else None,
+            likely=getattr(env, "plain_tag", None) if sc & 0x30 == 0x30 and not extra
+            else None))
 
 
 #: APDUs whose carried APDU takes its IV system title from them.

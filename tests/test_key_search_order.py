@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 
 import dissector.analysis.tracker as tracker
-import keys.context as context
+import keys.search as search
 from dissector.cli.main import main
+from keys.context import KeyContext
 from keys.gcm import Opening
+from keys.search import canonical
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from generate import generate
@@ -29,7 +31,7 @@ def headend(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def _read(files: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> tuple[str, int, int]:
     """The output, the keys looked at (one byte of keystream each) and the tags computed."""
     looked = tries = 0
-    real_try, real_first = context._try, Opening.first_byte
+    real_try, real_first = search._try, Opening.first_byte
 
     def counted_try(*args: object, **kwargs: object) -> bytes | None:
         nonlocal tries
@@ -41,7 +43,7 @@ def _read(files: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> tuple[str, 
         looked += 1
         return real_first(*args)
 
-    monkeypatch.setattr(context, "_try", counted_try)
+    monkeypatch.setattr(search, "_try", counted_try)
     monkeypatch.setattr(Opening, "first_byte", counted_first)
     out = io.StringIO()
     assert main(["read", files[".pcap"], "--keys", files[".keys.toml"], "--port", "4061:hdlc",
@@ -65,7 +67,7 @@ def test_first_byte_changes_the_work_not_the_output(headend: dict[str, str],
     """Against the plain order (every key's tag computed until one verifies): the same output,
     and fewer than half the tags computed in vain."""
     ordered, _, few = _read(headend, monkeypatch)
-    monkeypatch.setattr(context, "_likely_first", lambda order, opening, first: iter(order))
+    monkeypatch.setattr(search, "_likely_first", lambda order, opening, first: iter(order))
     plain, _, many = _read(headend, monkeypatch)
     assert ordered == plain
     verified = ordered.count('"tag_verified": true')  # one successful tag each
@@ -82,12 +84,12 @@ def test_a_shared_key_is_named_as_without_the_hint() -> None:
     ek = bytes(range(16))
     first = MeterKeys(name="first", system_title=b"AAAAAAAA", ek=SecretKey(ek, "first/ek"))
     second = MeterKeys(name="second", system_title=b"BBBBBBBB", ek=SecretKey(ek, "second/ek"))
-    ctx = context.KeyContext(Keystore([first, second]))
+    ctx = KeyContext(Keystore([first, second]))
     ctx.association.server_title_hint = b"BBBBBBBB"
     primary = ctx.candidates("global-unicast")
     order = ctx._search_order(primary, b"CCCCCCCC")  # an AARQ: the client's IV title
     assert [c.name for c in order] == ["second/ek", "first/ek"]
-    assert ctx._canonical(order[0], primary).name == "first/ek"
+    assert canonical(order[0], primary).name == "first/ek"
     ctx.association.server_title_hint = None
     order = ctx._search_order(primary, b"BBBBBBBB")  # an AARE: the server's own title
     assert [c.name for c in order] == ["second/ek", "first/ek"]
