@@ -44,6 +44,11 @@ def add_finding(pkt: Packet, severity: Severity, code: str, message: str) -> Non
     found.append(Finding(severity, code, message))
 
 
+def own_findings(pkt: Packet) -> list[Finding]:
+    """The findings attached to this packet itself (not to the packets it holds)."""
+    return list(pkt.__dict__.get("findings", ()))
+
+
 def findings_of(pkt: Packet | None) -> list[Finding]:
     """All findings of a packet tree (fields, payloads, deciphered plaintext), outermost first."""
     from .tree import iter_tree

@@ -263,6 +263,11 @@ class HDLC(DLMSPacket):
         return control_kind(self.control)
 
     @property
+    def fcs_verified(self) -> bool | None:
+        """Whether the FCS matched the frame on the wire (None: not dissected, or too short)."""
+        return self.__dict__.get("fcs_ok")
+
+    @property
     def apdu(self) -> Packet | None:
         """The APDU carried by a complete (unsegmented) I/UI frame, else None."""
         info = self.fields.get("information")

@@ -41,3 +41,16 @@ def iter_tree(pkt: Packet | None, depth: int = 0) -> Iterator[Packet]:
                         push((sub, d))
             elif isinstance(val, Packet):
                 push((val, d))
+
+
+def tree_nodes(pkt: Packet) -> list[Packet]:
+    """Every packet of a tree, deciphered plaintext included: the walk `decipher_tree` made
+    while deciphering it, else a fresh one."""
+    walked = pkt.__dict__.get("tree_nodes")
+    return list(walked) if walked is not None else list(iter_tree(pkt))
+
+
+def deciphered_of(pkt: Packet) -> Any:
+    """What deciphering a packet found (`keys.context.DecipherResult`), None for a packet
+    that is no ciphered envelope or was not deciphered."""
+    return pkt.__dict__.get("deciphered")

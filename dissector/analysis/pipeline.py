@@ -28,7 +28,7 @@ from dissector.stages import (
 from keys.context import REQUEST_TAGS, KeyContext
 from keys.keystore import Keystore
 from layers.apdu.base import APDU, CIPHERED_TAGS
-from layers.expert import Finding, add_finding
+from layers.expert import Finding, add_finding, own_findings
 from layers.hdlc import HDLC, LLC
 from layers.hdlc_bytes import control_kind, decode_address
 from layers.iec62056_21 import ModeE
@@ -57,11 +57,6 @@ def direction_of_tag(tag: int) -> Direction:
     if plain in SERVER_TAGS:
         return SERVER_TO_CLIENT
     return UNKNOWN
-
-
-def _own_findings(pkt: Packet) -> list[Finding]:
-    """Findings of the packet itself (not of the APDU it may hold)."""
-    return list(pkt.__dict__.get("findings", ()))
 
 
 class Dissector:
@@ -185,7 +180,7 @@ class Dissector:
             direction = pdu.direction if pdu.direction != UNKNOWN \
                 else SIGN_ON_DIRECTIONS.get(kind, UNKNOWN)
             yield self._link_record(packet, f"mode-e-{kind}", pdu, pdu.link, direction,
-                                    _own_findings(packet) + pdu.findings)
+                                    own_findings(packet) + pdu.findings)
         else:
             yield from self._apdu(pdu, pdu.data, pdu.link, pdu.direction, [], "raw")
 
@@ -206,7 +201,7 @@ class Dissector:
         if kind in ("DISC", "DM"):
             self.tracker.close(link)
             self.hdlc.drop(link)
-        if kind not in ("I", "UI") or not raw_info or frame.__dict__.get("fcs_ok") is False:
+        if kind not in ("I", "UI") or not raw_info or frame.fcs_verified is False:
             yield self._frame_only(pdu, frame, link, direction)
             return
         done = self.hdlc.feed((link, src, dst), raw_info, bool(frame.segmentation),
@@ -229,10 +224,10 @@ class Dissector:
         if seg is None or packet.checksum_ok is False:
             name = MBUS_RECORD_NAMES.get(type(packet).__name__, "mbus-frame")
             yield self._link_record(packet, name, pdu, pdu.link, pdu.direction,
-                                    _own_findings(packet) + pdu.findings)
+                                    own_findings(packet) + pdu.findings)
             return
         link = f"mbus {seg.address}" if pdu.link == "input" else f"{pdu.link} mbus {seg.address}"
-        done, lost = self.mbus.feed(pdu.link, seg, pdu.frames, _own_findings(packet))
+        done, lost = self.mbus.feed(pdu.link, seg, pdu.frames, own_findings(packet))
         notes = pdu.findings + lost
         if done is None or not done.data:
             self.add_notes(notes)

@@ -9,7 +9,7 @@ from typing import Any
 
 from scapy.packet import Packet
 
-from layers.expert import Finding, findings_of
+from layers.expert import Finding, findings_of, own_findings
 from layers.hdlc import HDLC
 from layers.security import (
     sc_authenticated,
@@ -18,7 +18,7 @@ from layers.security import (
     sc_encrypted,
     sc_suite,
 )
-from layers.tree import iter_tree
+from layers.tree import tree_nodes
 
 
 @dataclass
@@ -65,15 +65,14 @@ class ApduRecord:
     @cached_property
     def nodes(self) -> list[Packet]:
         """Every packet of the APDU's tree (deciphered plaintext included), walked once."""
-        walked = self.packet.__dict__.get("tree_nodes")  # by decipher_tree, deciphered included
-        return list(walked) if walked is not None else list(iter_tree(self.packet))
+        return tree_nodes(self.packet)
 
     @cached_property
     def _layer_findings(self) -> list[Finding]:
         out: list[Finding] = []
         for frame in self.frame_packets:
             out.extend(f for f in findings_of(frame) if f not in out)
-        out.extend(f for p in self.nodes for f in p.__dict__.get("findings", ()))
+        out.extend(f for p in self.nodes for f in own_findings(p))
         return out
 
     def all_findings(self) -> list[Finding]:

@@ -13,7 +13,7 @@ from dissector.framing.hdlc import split_hdlc_frames
 from dissector.framing.mbus import looks_like_mbus
 from dissector.framing.serial import SerialDemux
 from dissector.stages import Pdu
-from layers.expert import Finding
+from layers.expert import Finding, own_findings
 from layers.iec62056_21 import looks_like_mode_e
 from layers.llc432 import HEADER_LEN, LLC432, looks_like_llc432
 
@@ -28,7 +28,7 @@ def hex_units(lines: Iterable[bytes]) -> Iterator[Pdu | Finding]:
         elif looks_like_llc432(data):
             header = LLC432(data, stop_dissection_after=LLC432)
             items = [Pdu(data[HEADER_LEN:], "raw", [n],
-                         findings=list(header.__dict__.get("findings", ())))]
+                         findings=own_findings(header))]
         else:
             items = list(units_from_line(data, n))
         yield from _riding(items)

@@ -7,6 +7,8 @@ from typing import Any
 from scapy.fields import ConditionalField, EnumField, Field, FlagsField
 from scapy.packet import NoPayload, Packet, Raw
 
+from layers.tree import deciphered_of
+
 MAX_DEPTH = 64
 
 
@@ -102,7 +104,7 @@ def packet_fields(pkt: Packet | None, depth: int = 0) -> dict[str, Any] | None:
         else:
             continue
         out[name] = _value(pkt, fld, val, depth, named, fixed)
-    res = pkt.__dict__.get("deciphered")
+    res = deciphered_of(pkt)
     if res is not None and getattr(res, "packet", None) is not None:
         out["deciphered"] = packet_fields(res.packet, depth + 1)
     if not isinstance(pkt.payload, NoPayload):

@@ -12,6 +12,7 @@ import hashlib
 
 from dissector.analysis.record import ApduRecord
 from layers.expert import Finding
+from layers.tree import deciphered_of
 
 KEY_FIELDS = ("dedicated_key",)
 MIN_KEY = 8  # shorter values are not keys (and zeroing them would hide nothing)
@@ -31,7 +32,7 @@ def withhold_keys(rec: ApduRecord) -> None:
     if not keys:
         return
     for node in rec.nodes:
-        res = node.__dict__.get("deciphered")
+        res = deciphered_of(node)
         plain = getattr(res, "plaintext", None)
         if plain is None:
             continue
