@@ -158,7 +158,7 @@ def capture(args: argparse.Namespace) -> int:
     except LiveError as exc:
         sys.stderr.write(f"{exc}\n")
         return 1
-    with stop_on_signals(stop):
+    with stop_on_signals(stop, sniffer.hurry):
         sniffer.run()
     return 0
 

@@ -158,7 +158,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         return 2
     sys.stderr.write(f"dlms-dissect: {source.describe()}; Ctrl-C to stop\n")
     sys.stderr.flush()
-    with stop_on_signals(stop):
+    with stop_on_signals(stop, source.hurry):
         source.run(args.duration)
     if source.capture is not None:
         sys.stderr.write(f"dlms-dissect: stopped; {source.capture.describe()}\n")

@@ -22,6 +22,8 @@ from layers.expert import Finding
 __all__ = ["pdus_from_records"]
 
 MAX_PROBE = 64 * 1024  # bytes kept while looking for the framing of a stream
+#: Findings that say bytes of a stream were lost: a PDU open there is cut.
+STREAM_BREAKS = frozenset({"tcp.gap", "tap.dissection-behind"})
 
 
 def new_splitter(transport: str) -> Splitter:
@@ -166,7 +168,7 @@ def pdus_from_records(items: Iterable[Item]) -> Iterator[Item]:
                     yield from channels.pop(key).flush()
             yield item
         else:
-            if isinstance(item, Finding) and item.code == "tcp.gap":
+            if isinstance(item, Finding) and item.code in STREAM_BREAKS:
                 channel = channels.get((item.link, item.direction))
                 if channel is not None:
                     yield from channel.interrupt()

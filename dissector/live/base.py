@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 from dissector.live.rawcapture import LiveError, RawCapture
 from dissector.stages import UNKNOWN, Direction, note
-from layers.expert import Severity
+from layers.expert import Finding, Severity
 
 if TYPE_CHECKING:
     from dissector.live.dissection import LiveDissection
 
 POLL = 0.02  # serial read timeout: the resolution of silence detection
 NET_POLL = 0.2  # socket and queue waits: how fast a stop is noticed
+GRACE = 1.0  # seconds a stopped source goes on dissecting what is queued
 
 
 class Backoff:
@@ -46,6 +47,7 @@ class LiveSource:
                  capture_path: str | None, linktype: int | None) -> None:
         self.dissection = dissection
         self.stop_event = stop or threading.Event()
+        self.hurry = threading.Event()  # a second Ctrl-C: no grace for what is queued
         self.queue: queue.Queue[object] = queue.Queue()
         self.threads: list[threading.Thread] = []
         self.capture_path = capture_path
@@ -80,23 +82,47 @@ class LiveSource:
             self.stop_event.set()
 
     def _items(self, duration: float | None) -> Iterator[object]:
-        """Queued items until stopped and every producer has finished; then what is left."""
+        """Queued items until stopped and every producer has finished, then what is left for
+        up to `GRACE` seconds (none after a second Ctrl-C); what is still queued after that is
+        in the capture file and is counted in a finding instead of dissected."""
         deadline = None if duration is None else time.monotonic() + duration
+        stopped: float | None = None
         while True:
             if deadline is not None and time.monotonic() >= deadline:
                 self.stop_event.set()
+            if self.stop_event.is_set() and stopped is None:
+                stopped = time.monotonic()
+            if stopped is not None and (self.hurry.is_set()
+                                        or time.monotonic() - stopped >= GRACE):
+                break
             try:
                 item = self.queue.get(timeout=NET_POLL if self.stop_event.is_set() else POLL)
             except queue.Empty:
                 if self.stop_event.is_set() and not any(t.is_alive() for t in self.threads):
-                    break
+                    return
                 continue
             yield item
+        for t in self.threads:  # producers end within NET_POLL of the stop
+            t.join(timeout=5)
+        dropped = 0
         while True:
             try:
-                yield self.queue.get_nowait()
+                item = self.queue.get_nowait()
             except queue.Empty:
-                return
+                break
+            if isinstance(item, Finding):
+                yield item
+            else:
+                dropped += getattr(item, "frame_no", None) is not None
+                self.consumed(item)
+        if dropped:
+            frame_no = self.capture.count if self.capture is not None else 0
+            yield note(frame_no, time.time(), "", "warning", "sniff.stopped-behind",
+                       f"stopped with {dropped} record(s) not dissected yet: they are in the"
+                       " capture file (read it to dissect them)")
+
+    def consumed(self, item: object) -> None:
+        """A queued item left the queue (a source that counts its backlog overrides this)."""
 
     def _shutdown(self) -> None:
         self.stop_event.set()
@@ -107,16 +133,20 @@ class LiveSource:
 
 
 @contextlib.contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+def stop_on_signals(stop: threading.Event, hurry: threading.Event | None = None
+                    ) -> Iterator[None]:
     """SIGINT and SIGTERM set `stop` (the capture file is closed and `--stats` printed); a
-    second SIGINT interrupts at once. Outside the main thread, nothing is installed."""
+    second SIGINT sets `hurry` (what is queued is not dissected, the ending is the same); a
+    third interrupts at once. Outside the main thread, nothing is installed."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, _frame: Any) -> None:
         if stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+            if hurry is None or hurry.is_set():
+                raise KeyboardInterrupt
+            hurry.set()
         stop.set()
 
     old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -51,15 +51,17 @@ class RawCapture:
         self._writer.flush()
         self._ifaces[(None, linktype)] = None
 
-    def record(self, data: bytes, when: float, make: Callable[[int], object], *,
+    def record(self, data: bytes, when: float, make: Callable[[int], object] | None, *,
                linktype: int, direction: int | None = None, ifname: str | None = None) -> int:
-        """Write one record, then queue `make(frame_no)` for dissection; the frame number."""
+        """Write one record, then queue `make(frame_no)` for dissection (`make` None: written
+        only, dissection is behind); the frame number."""
         with self._lock:
             self.count += 1
             self.bytes += len(data)
             if self._writer is not None:
                 self._write(data, when, linktype, direction, ifname)
-            self._sink(make(self.count))
+            if make is not None:
+                self._sink(make(self.count))
             return self.count
 
     def _write(self, data: bytes, when: float, linktype: int, direction: int | None,

@@ -14,12 +14,16 @@ import time
 from dissector.live.base import NET_POLL, Backoff
 from dissector.live.dissection import LiveDissection
 from dissector.live.rawcapture import LiveError
-from dissector.live.tcp import TcpSource
+from dissector.live.tcp import Frame, Skipped, TcpSource
 from dissector.stages import endpoint
 
 LINKTYPE_RAW = 101
 MAX_SEGMENT = 32768  # payload per synthesised TCP segment
 RECV_SIZE = 65536
+#: Payload bytes of one connection queued for dissection at once: past it, what the
+#: connection sends is written to the capture but not dissected (a finding says so), so a
+#: flood neither grows memory nor delays the other connections' APDUs.
+MAX_BACKLOG = 1 << 20
 
 
 def _v6(ip: str) -> str:
@@ -54,9 +58,10 @@ class SynthTcp:
     def handshake(self) -> list[bytes]:
         return [self._build(True, "S"), self._build(False, "SA"), self._build(True, "A")]
 
-    def data(self, from_client: bool, data: bytes) -> list[bytes]:
-        return [self._build(from_client, "PA", data[i:i + MAX_SEGMENT])
-                for i in range(0, len(data), MAX_SEGMENT)]
+    def data(self, from_client: bool, data: bytes) -> list[tuple[bytes, int]]:
+        """The segments carrying `data`, each with its payload size."""
+        return [(self._build(from_client, "PA", data[i:i + MAX_SEGMENT]),
+                 len(data[i:i + MAX_SEGMENT])) for i in range(0, len(data), MAX_SEGMENT)]
 
     def fin(self, from_client: bool) -> bytes:
         return self._build(from_client, "FA")
@@ -73,8 +78,10 @@ class TcpTap(TcpSource):
     def __init__(self, listen: tuple[str, int], forward: tuple[str, int], *,
                  dissection: LiveDissection | None = None, capture_path: str | None = None,
                  ports: dict[int, str | None] | None = None, stop: threading.Event | None = None,
-                 connect_timeout: float = 10.0) -> None:
+                 connect_timeout: float = 10.0, max_backlog: int = MAX_BACKLOG) -> None:
         super().__init__(dissection, stop, capture_path, LINKTYPE_RAW, ports)
+        self.max_backlog = max_backlog
+        self._skipped: dict[tuple[str, bool], Skipped] = {}
         self.listen = listen
         self.forward = forward
         self.connect_timeout = connect_timeout
@@ -165,6 +172,8 @@ class TcpTap(TcpSource):
                 for pkt in synth.handshake():
                     self.packet(pkt, time.time(), LINKTYPE_RAW)
                 self._relay(client, upstream, synth)
+                for from_client in (True, False):
+                    self._resume(synth.link, from_client)
 
     def _relay(self, client: socket.socket, upstream: socket.socket, synth: SynthTcp) -> None:
         peers = {True: upstream, False: client}
@@ -181,6 +190,7 @@ class TcpTap(TcpSource):
                         self._reset(synth, from_client, exc)
                         return
                     if not data:
+                        self._resume(synth.link, from_client)
                         self.packet(synth.fin(from_client), time.time(), LINKTYPE_RAW)
                         sel.unregister(key.fileobj)
                         reading.discard(from_client)
@@ -193,15 +203,46 @@ class TcpTap(TcpSource):
                             peers[from_client].shutdown(socket.SHUT_WR)
                         continue
                     now = time.time()
-                    for pkt in synth.data(from_client, data):
-                        self.packet(pkt, now, LINKTYPE_RAW)
+                    for pkt, size in synth.data(from_client, data):
+                        self._data(synth, from_client, pkt, size, now)
                     try:
                         peers[from_client].sendall(data)
                     except OSError as exc:
                         self._reset(synth, not from_client, exc)
                         return
 
+    def _data(self, synth: SynthTcp, from_client: bool, pkt: bytes, size: int,
+              now: float) -> None:
+        """One data segment: written to the capture, and queued for dissection unless the
+        connection's backlog is full (then counted, and said when dissection resumes)."""
+        assert self.capture is not None
+        link = synth.link
+        with self._backlog_lock:
+            queued = self.backlog.get(link, 0)
+            full = queued + size > self.max_backlog and queued > 0
+            if not full:
+                self.backlog[link] = queued + size
+        key = (link, from_client)
+        if full:
+            frame_no = self.capture.record(pkt, now, None, linktype=LINKTYPE_RAW)
+            skipped = self._skipped.get(key)
+            if skipped is None:
+                ends = (synth.ends[from_client], synth.ends[not from_client])
+                skipped = self._skipped[key] = Skipped(link, ends, from_client, frame_no)
+            skipped.add(frame_no, now, size)
+            return
+        self._resume(link, from_client)
+        self.capture.record(pkt, now, lambda n: Frame(n, now, LINKTYPE_RAW, pkt, link, size),
+                            linktype=LINKTYPE_RAW)
+
+    def _resume(self, link: str, from_client: bool) -> None:
+        """Dissection goes on for one side of a connection: what it skipped is said first."""
+        skipped = self._skipped.pop((link, from_client), None)
+        if skipped is not None:
+            self.queue.put(skipped)
+
     def _reset(self, synth: SynthTcp, from_client: bool, exc: OSError) -> None:
+        self._resume(synth.link, from_client)
         self.packet(synth.rst(from_client), time.time(), LINKTYPE_RAW)
         who = "client" if from_client else f"meter at {endpoint(*self.forward)}"
         self.note("warning", "tap.client-reset" if from_client else "tap.server-reset",

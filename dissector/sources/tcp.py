@@ -142,6 +142,15 @@ class TcpStream:
             self._skip_hole(out, "acknowledged by the peer but not captured")
         return out
 
+    def skip(self, count: int) -> list[Delivery | Gap]:
+        """`count` bytes of the stream were seen but are not to be delivered (the live tap's
+        dissection fell behind): go past them, and deliver what waited behind them."""
+        out: list[Delivery | Gap] = []
+        if self.next_seq is not None and count > 0:
+            self.next_seq += count
+            self._drain(out)
+        return out
+
     def flush(self, reason: str) -> list[Delivery | Gap]:
         """Deliver everything still waiting, reporting the holes before it."""
         out: list[Delivery | Gap] = []
@@ -277,6 +286,22 @@ class TcpReassembler:
             conn.fins.add(from_client)
             if len(conn.fins) == 2:
                 self._close(key, conn, frame_no, time, out)
+        return out
+
+    def skip(self, src: str, sport: int, dst: str, dport: int, count: int
+             ) -> list[Record | LinkEvent | Finding]:
+        """`count` bytes the sender sent next on this connection are not to be delivered
+        (`TcpStream.skip`); what waited behind them is."""
+        a, b = (src, sport), (dst, dport)
+        conn = self._conns.get((a, b) if a <= b else (b, a))
+        out: list[Record | LinkEvent | Finding] = []
+        if conn is not None and conn.taken is not False:
+            from_client = a == conn.client
+            stream = conn.streams.get(from_client)
+            if stream is not None:
+                before = stream.buffered
+                self._emit(conn, from_client, stream.skip(count), out)
+                self.buffered += stream.buffered - before
         return out
 
     def flush(self) -> list[Record | LinkEvent | Finding]:
