@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dissector.framing.splitter import (
-    FramingNote,
-    HdlcSplitter,
-    Piece,
-    WrapperSplitter,
-    detect_transport,
-    find_start,
-    parse_port_spec,
-    split_hdlc_frames,
-    strip_llc_432,
-)
-from dissector.framing.streams import hdlc_direction
+from dissector.analysis.directions import DirectionLearner
+from dissector.framing.hdlc import HdlcSplitter, split_hdlc_frames
+from dissector.framing.splitter import WrapperSplitter, parse_port_spec
+from dissector.sources.detect import detect_transport, find_start, strip_llc_432
+from dissector.stages import Pdu
 from layers.crc import crc16
+from layers.expert import Finding
 
 # Real frames (CRC-valid) from public traces: a SNRM and UA with a 4-byte server address
 # (gurux.fi forum 28871, quoted in dlms-protocol-notes §1.3), and frames of
@@ -46,11 +42,23 @@ def hdlc(dest: bytes, src: bytes, control: int, info: bytes = b"", segmented: bo
 
 
 def pieces(items: list) -> list[bytes]:
-    return [i.data for i in items if isinstance(i, Piece)]
+    return [i.data for i in items if isinstance(i, Pdu)]
 
 
-def notes(items: list) -> list[FramingNote]:
-    return [i for i in items if isinstance(i, FramingNote)]
+def notes(items: list) -> list[Finding]:
+    return [i for i in items if isinstance(i, Finding)]
+
+
+def skipped(note: Finding) -> int:
+    """The byte count of a skipped-bytes finding ("skipped N byte(s) ...")."""
+    found = re.search(r"skipped (\d+) byte\(s\)", note.message)
+    assert found, note.message
+    return int(found.group(1))
+
+
+def hdlc_direction(frame: bytes, learned: DirectionLearner | None = None) -> str:
+    """The direction of `frame` on one link, remembering pairs in `learned` when given."""
+    return (learned or DirectionLearner()).direction("input", frame)
 
 
 def run(splitter: HdlcSplitter | WrapperSplitter, chunks: list[bytes]) -> list:
@@ -85,7 +93,7 @@ def test_byte_by_byte_feed_gives_the_same_frames_and_frame_numbers() -> None:
     stream = b"".join(REAL)
     splitter = HdlcSplitter()
     out = run(splitter, [bytes([b]) for b in stream])
-    got = [i for i in out if isinstance(i, Piece)]
+    got = [i for i in out if isinstance(i, Pdu)]
     assert [p.data for p in got] == REAL
     start = 1
     for p in got:
@@ -96,7 +104,7 @@ def test_byte_by_byte_feed_gives_the_same_frames_and_frame_numbers() -> None:
 
 def test_frame_numbers_of_a_frame_spread_over_records() -> None:
     out = run(HdlcSplitter(), [UA[:5], UA[5:20], UA[20:] + GET[:3], GET[3:]])
-    got = [i for i in out if isinstance(i, Piece)]
+    got = [i for i in out if isinstance(i, Pdu)]
     assert [p.frames for p in got] == [[1, 2, 3], [3, 4]]
     assert got[0].time == 3.0
 
@@ -104,17 +112,17 @@ def test_frame_numbers_of_a_frame_spread_over_records() -> None:
 def test_noise_before_and_between_frames_is_reported() -> None:
     out = run(HdlcSplitter(), [b"\x00\x11\x22" + SNRM + b"\xaa\xbb" + UA])
     assert pieces(out) == [SNRM, UA]
-    skipped = notes(out)
-    assert [n.count for n in skipped] == [3, 2]
-    assert skipped[0].severity == "note" and skipped[1].severity == "warning"
-    assert all(n.code == "hdlc.skipped-bytes" for n in skipped)
+    skipped_notes = notes(out)
+    assert [skipped(n) for n in skipped_notes] == [3, 2]
+    assert skipped_notes[0].severity == "note" and skipped_notes[1].severity == "warning"
+    assert all(n.code == "hdlc.skipped-bytes" for n in skipped_notes)
 
 
 def test_cut_frame_at_start_is_skipped() -> None:
     tail = UA[12:]  # the capture started inside a frame: ends with a 7E that opens nothing
     out = run(HdlcSplitter(), [tail + GET + DISC])
     assert pieces(out) == [GET, DISC]
-    assert sum(n.count for n in notes(out)) == len(tail)
+    assert sum(skipped(n) for n in notes(out)) == len(tail)
 
 
 def test_cut_frame_at_start_containing_a_flag_like_header() -> None:
@@ -178,7 +186,7 @@ def test_partial_frame_at_end_is_reported() -> None:
     assert splitter.buffered == 10  # UA's opening flag and 9 more bytes wait
     rest = splitter.flush()
     assert not pieces(rest)
-    assert notes(rest)[0].count == 10
+    assert skipped(notes(rest)[0]) == 10
     assert splitter.buffered == 0
 
 
@@ -223,7 +231,7 @@ def test_wrapper_back_to_back_and_split() -> None:
     out = run(WrapperSplitter(), [stream[:5], stream[5:40], stream[40:41], stream[41:]])
     assert pieces(out) == [w1, w2, w3, w1]
     assert not notes(out)
-    got = [i for i in out if isinstance(i, Piece)]
+    got = [i for i in out if isinstance(i, Pdu)]
     assert got[0].frames == [1, 2] and got[1].frames == [2, 3, 4]
 
 
@@ -232,7 +240,7 @@ def test_wrapper_resync_after_garbage() -> None:
     garbage = b"\x17\x03\x03\x00\x01\x00\x01\x99"  # holds 00 01 but no plausible header
     out = run(WrapperSplitter(), [w1 + garbage + w2 + w1[:12]])
     assert pieces(out) == [w1, w2]
-    counts = [n.count for n in notes(out)]
+    counts = [skipped(n) for n in notes(out)]
     assert counts == [len(garbage), 12]
 
 
@@ -241,7 +249,7 @@ def test_wrapper_capture_starting_inside_a_pdu() -> None:
     splitter = WrapperSplitter()
     out = run(splitter, [w1[10:] + w2])
     assert pieces(out) == [w2]
-    assert notes(out)[0].count == len(w1) - 10
+    assert skipped(notes(out)[0]) == len(w1) - 10
 
 
 def test_detect_transport() -> None:
@@ -292,7 +300,7 @@ def test_hdlc_direction() -> None:
     assert hdlc_direction(SNRM_4BYTE) == "client->server"
     assert hdlc_direction(UA_4BYTE) == "server->client"
     # both addresses one byte: the control or the LLC decides, then the pair is remembered
-    learned: dict = {}
+    learned = DirectionLearner()
     assert hdlc_direction(hdlc(b"\x03", b"\x21", 0x93), learned) == "client->server"
     assert hdlc_direction(hdlc(b"\x21", b"\x03", 0x73), learned) == "server->client"
     i_resp = hdlc(b"\x21", b"\x03", 0x30, b"\xe6\xe7\x00\xc4\x01\xc1\x00\x06\x00\x00\x00\x01")

@@ -114,7 +114,7 @@ def test_sample_keystore(sample: Path) -> None:
     anyone = ks.by_name("any-meter")
     assert anyone is not None and anyone.ek is not None and anyone.ek.value == TEXT_KEY.encode()
     assert len(ks.entries[2].ek or b"") == 32
-    assert ks.warnings == [] and check_keystore(sample) == []
+    assert ks.warnings == () and check_keystore(sample) == []
 
 
 def test_for_titles_most_specific_first(sample: Path) -> None:
@@ -153,7 +153,7 @@ def test_merged_and_flags() -> None:
     assert entry.system_title == bytes.fromhex(SERVER_ST)
     assert entry.client_system_title == bytes.fromhex(CLIENT_ST)
     assert entry.ak is not None and entry.ak.value == TEXT_KEY.encode()
-    assert keystore_from_flags().entries == []
+    assert keystore_from_flags().entries == ()
     both = flags.merged(Keystore([MeterKeys("x", ek=bytes(16))]))
     assert [e.name for e in both] == ["cli", "x"]
     _assert_hidden(repr(flags) + str(flags) + repr(both))
@@ -234,7 +234,7 @@ def test_check_keystore_problems(tmp_path: Path, text: str, severity: str, field
         assert str(path) in str(info.value) and message in str(info.value)
         _assert_hidden(str(info.value))
     else:
-        assert load_keystore(path).warnings == problems
+        assert load_keystore(path).warnings == tuple(problems)
 
 
 def test_every_bad_field_is_reported(tmp_path: Path) -> None:
@@ -249,7 +249,7 @@ def test_group_readable_file_is_flagged(sample: Path) -> None:
     (p,) = check_keystore(sample)
     assert p.severity == "warning"
     assert "readable by group/others (mode 0644)" in p.message and "chmod 600" in p.message
-    assert load_keystore(sample).warnings == [p]
+    assert load_keystore(sample).warnings == (p,)
     sample.chmod(0o640)
     assert len(check_keystore(sample)) == 1
     sample.chmod(0o600)

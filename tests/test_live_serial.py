@@ -29,19 +29,15 @@ from scapy.utils import RawPcapNgReader
 
 from dissector import cli
 from dissector.analysis.pipeline import Dissector
-from dissector.framing.linklayers import LinkFrame
-from dissector.framing.splitter import FramingNote, Piece
-from dissector.live.sources import (
-    LiveDissection,
-    LiveOutput,
-    SerialChannel,
-    SerialSettings,
-    SerialSniffer,
-    record_end,
-)
+from dissector.framing.serial import SerialDemux
+from dissector.live.dissection import LiveDissection
+from dissector.live.serial import SerialSettings, SerialSniffer, record_end
+from dissector.output.render import Renderer
 from dissector.sources.capture import read_capture
-from dissector.stages import Record
+from dissector.stages import Pdu, Record
 from keys.keystore import keystore_from_flags
+from layers.expert import Finding
+from layers.iec62056_21 import ModeE, describe_mode_e
 
 SERIAL = "g3_hdlc_serial_pty_gmac"
 BYTE_TIME = 10 / 38400  # pacing of the replay: 38400 Bd 8N1
@@ -69,7 +65,18 @@ def corpus_records(name: str, file: str) -> list[Record]:
 
 
 def apdus(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [o for o in objs if "apdu" in o]
+    """The APDU records (sign-on messages, records of their own, aside)."""
+    return [o for o in objs if "apdu" in o and not o["apdu"].startswith("mode-e-")]
+
+
+def sign_on_records(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [o for o in objs if o.get("apdu", "").startswith("mode-e-")]
+
+
+def wire_of(fields: dict[str, Any]) -> bytes:
+    """The bytes of a sign-on message from its JSON fields (hex strings, the ACK as a number)."""
+    return b"".join(bytes.fromhex(v) if isinstance(v, str) else bytes([v])
+                    for k, v in fields.items() if k != "layer")
 
 
 def events(objs: list[dict[str, Any]], code: str | None = None) -> list[dict[str, Any]]:
@@ -175,7 +182,7 @@ def running(source: Any) -> Iterator[Any]:
 
 def sniffer(ports: list[Path], keys: dict[str, Any], lines: Lines, capture: Path | None,
             **kw: Any) -> SerialSniffer:
-    dissection = LiveDissection(Dissector(keystore(keys)), LiveOutput(lines, "json"))
+    dissection = LiveDissection(Dissector(keystore(keys)), lines, Renderer("json"))
     return SerialSniffer([str(p) for p in ports], dissection=dissection,
                          capture_path=str(capture) if capture else None, **kw)
 
@@ -307,39 +314,41 @@ def test_sign_on_shown_as_text_and_baud_change_followed(tmp_path: Path) -> None:
     finally:
         line.close()
     objs = lines.objs()
-    sign_on = [o for o in objs if o.get("event") == "iec62056-21"]
-    assert [(o["kind"], o["direction"]) for o in sign_on] == [
-        ("sign-on", "client->server"), ("identification", "server->client"),
-        ("acknowledge", "client->server")]
-    assert [o["text"].encode("latin-1") for o in sign_on] == SIGN_ON
-    assert "19200 Bd" in sign_on[2]["info"] and "mode E" in sign_on[1]["info"]
+    sign_on = sign_on_records(objs)
+    assert [(o["apdu"], o["direction"]) for o in sign_on] == [
+        ("mode-e-sign-on", "client->server"), ("mode-e-identification", "server->client"),
+        ("mode-e-acknowledge", "client->server")]
+    assert [wire_of(o["fields"]) for o in sign_on] == SIGN_ON
+    info = [describe_mode_e(ModeE(wire_of(o["fields"]))) for o in sign_on]
+    assert "19200 Bd" in info[2] and "mode E" in info[1]
     assert summary(objs) == expected
 
 
 def test_channel_sign_on_then_hdlc_and_sign_on_again() -> None:
     frames = [r.data for r in corpus_records(SERIAL, "capture.pcap")]
-    channel = SerialChannel()
+    channel = SerialDemux()
     stream = b"".join(SIGN_ON) + b"".join(frames[:3]) + b"/?!\r\n" + frames[3]
     out: list[Any] = []
     for i in range(0, len(stream), 5):  # in small reads
         out += channel.feed(stream[i:i + 5], i // 5 + 1, 0.0)
     out += channel.flush()
-    kinds = [o.kind if isinstance(o, LinkFrame) else type(o).__name__ for o in out]
-    assert kinds == ["sign-on", "identification", "acknowledge", "Piece", "Piece", "Piece",
-                     "sign-on", "Piece"]
-    assert [o.data for o in out if isinstance(o, Piece)] == frames[:4]
+    kinds = [ModeE(o.data).kind if isinstance(o, Pdu) and o.transport == "mode-e" else
+             o.transport if isinstance(o, Pdu) else type(o).__name__ for o in out]
+    assert kinds == ["sign-on", "identification", "acknowledge", "hdlc", "hdlc", "hdlc",
+                     "sign-on", "hdlc"]
+    assert [o.data for o in out if isinstance(o, Pdu) and o.transport == "hdlc"] == frames[:4]
 
 
 # -- timing: a silence ends an open frame -----------------------------------------------------
 def test_silence_cuts_a_partial_frame_and_the_next_frame_is_found() -> None:
     frames = [r.data for r in corpus_records(SERIAL, "capture.pcap")]
-    channel = SerialChannel()
+    channel = SerialDemux()
     out = channel.feed(frames[4][:20], 1, 0.0)  # a frame whose sender stopped halfway
     assert out == []
     out = channel.silence()
-    assert [type(o) for o in out] == [FramingNote] and out[0].count == 20
+    assert [type(o) for o in out] == [Finding] and "skipped 20 byte(s)" in out[0].message
     out = channel.feed(frames[5], 2, 0.1)
-    assert [o.data for o in out if isinstance(o, Piece)] == [frames[5]]
+    assert [o.data for o in out if isinstance(o, Pdu)] == [frames[5]]
 
 
 def test_silence_ends_a_frame_whose_length_field_is_wrong() -> None:
@@ -351,11 +360,11 @@ def test_silence_ends_a_frame_whose_length_field_is_wrong() -> None:
     bad[7:9] = bytes([hcs & 0xFF, hcs >> 8])
     fcs = crc16(bytes(bad[1:-3]))
     bad[-3:-1] = bytes([fcs & 0xFF, fcs >> 8])
-    channel = SerialChannel()
-    assert not [o for o in channel.feed(bytes(bad), 1, 0.0) if isinstance(o, Piece)]
+    channel = SerialDemux()
+    assert not [o for o in channel.feed(bytes(bad), 1, 0.0) if isinstance(o, Pdu)]
     out = channel.silence()  # the sender went quiet: the frame ends at its last flag
-    assert [o.data for o in out if isinstance(o, Piece)] == [bytes(bad)]
-    assert any(isinstance(o, FramingNote) and o.code == "hdlc.bad-length" for o in out)
+    assert [o.data for o in out if isinstance(o, Pdu)] == [bytes(bad)]
+    assert any(isinstance(o, Finding) and o.code == "hdlc.bad-length" for o in out)
 
 
 def test_records_end_at_frames_lines_and_flags() -> None:

@@ -35,7 +35,10 @@ from test_live_serial import (
 )
 
 from dissector.analysis.pipeline import Dissector
-from dissector.live.sources import LiveDissection, LiveOutput, PassiveSniffer, TcpTap, tshark_path
+from dissector.live.dissection import LiveDissection
+from dissector.live.passive import PassiveSniffer, tshark_path
+from dissector.live.tap import TcpTap
+from dissector.output.render import Renderer
 
 SCENARIO = "b_gmac_authenc_glo"
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
@@ -123,7 +126,7 @@ def play_client(address: tuple[str, int], msgs: Messages, stop_at: int | None = 
 
 
 def live_dissection(lines: Lines) -> LiveDissection:
-    return LiveDissection(Dissector(keystore(scenario_keys(SCENARIO))), LiveOutput(lines, "json"))
+    return LiveDissection(Dissector(keystore(scenario_keys(SCENARIO))), lines, Renderer("json"))
 
 
 def expected() -> list[tuple]:

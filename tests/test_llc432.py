@@ -9,9 +9,11 @@ from scapy.packet import Raw, raw
 from scapy.utils import rdpcap
 
 from dissector.analysis.pipeline import Dissector
-from dissector.framing.linklayers import llc432_unit, looks_like_llc432, looks_like_mbus
+from dissector.framing.lines import hex_units
+from dissector.framing.mbus import looks_like_mbus
+from dissector.stages import Pdu
 from layers.expert import findings_of
-from layers.llc432 import LLC432
+from layers.llc432 import HEADER_LEN, LLC432, looks_like_llc432
 
 try:  # tests/ as a package, or as a plain directory on sys.path
     from dissector.conftest import corpus_path
@@ -70,11 +72,13 @@ def test_sample_llc432_datagrams_decode_without_errors() -> None:
 def test_sample_llc432_datagrams_through_the_pipeline() -> None:
     dis = Dissector()
     names = []
-    for n, load, _ in udp_payloads():
-        if not looks_like_llc432(load):
-            continue
-        unit = llc432_unit(load, n, link="udp 10.1.1.1:0-10.2.2.2:4059")
+    loads = [load for _, load, _ in udp_payloads() if looks_like_llc432(load)]
+    units = list(hex_units(loads))  # one pasted line per datagram, numbered from 1
+    assert len(units) == len(loads)
+    for n, (load, unit) in enumerate(zip(loads, units, strict=True), 1):
+        assert isinstance(unit, Pdu) and unit.data == load[HEADER_LEN:]
         assert unit.transport == "raw" and unit.frames == [n] and not unit.findings
+        unit.link = "udp 10.1.1.1:0-10.2.2.2:4059"
         (rec,) = dis.feed(unit)
         errors = [f.code for f in rec.all_findings() if f.severity == "error"]
         # the meter's exception-response to the first AARQ is an error it reports, not a
@@ -92,7 +96,11 @@ def test_build_and_unexpected_lsap() -> None:
     assert not looks_like_llc432(bytes.fromhex("910101") + rlrq)
     empty = LLC432(bytes.fromhex("900101"))
     assert [f.code for f in findings_of(empty)] == ["llc432.no-apdu"]
-    unit = llc432_unit(bytes.fromhex("910101") + rlrq)
+    # a line with such a header is not taken as 4-32 (`looks_like_llc432`); the header's
+    # findings are what a PDU cut after it carries (as `hex_units` builds it)
+    wire = bytes.fromhex("910101") + rlrq
+    header = LLC432(wire, stop_dissection_after=LLC432)
+    unit = Pdu(wire[HEADER_LEN:], "raw", [0], findings=findings_of(header))
     assert unit.data == rlrq and [f.code for f in unit.findings] == ["llc432.unexpected-lsap"]
 
 

@@ -9,7 +9,7 @@ import pytest
 from scapy.compat import raw
 
 from dissector.analysis.pipeline import Dissector
-from dissector.sources.hexinput import HexInput
+from dissector.framing.lines import hex_units
 from layers import APDU
 
 #: Items whose bytes are really malformed, and the finding that says so.
@@ -28,8 +28,8 @@ def test_there_are_plain_items(manifest: dict) -> None:
 def test_every_plain_item_decodes_without_errors(manifest: dict) -> None:
     for item in _plain_items(manifest):
         dis = Dissector()
-        feed = HexInput(dis)
-        records = [*feed.line(bytes.fromhex(item["hex"]), 1), *feed.finish()]
+        records = [r for unit in hex_units([bytes.fromhex(item["hex"])])
+                   for r in dis.process(unit)]
         assert records, item["id"]
         errors = {f.code for r in records for f in r.all_findings() if f.severity == "error"}
         errors |= {f.code for f in dis.finish() if f.severity == "error"}

@@ -39,7 +39,8 @@ from conftest import CORPUS, corpus_path
 
 from dissector.analysis.pipeline import Dissector
 from dissector.analysis.record import ApduRecord
-from dissector.sources.hexinput import units_from_line
+from dissector.framing.lines import units_from_line
+from dissector.output.jsonout import record_json
 from keys.keystore import Keystore, keystore_from_flags
 from layers.expert import Finding
 
@@ -135,7 +136,7 @@ def dissect(item: dict[str, Any]) -> tuple[list[ApduRecord], list[Finding]]:
             records.extend(dis.feed(unit))
     tail = dis.finish()
     for rec in records:
-        json.dumps(rec.to_json())
+        json.dumps(record_json(rec))
     return records, tail
 
 

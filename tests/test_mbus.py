@@ -10,17 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.packet import Raw, raw
 
-from dissector.analysis.pipeline import Dissector, Unit
-from dissector.framing.linklayers import (
-    LinkFrame,
-    MbusFramer,
-    MbusReassembler,
-    looks_like_mbus,
-    units_from_mbus,
-)
-from dissector.framing.splitter import FramingNote
+from dissector.analysis.pipeline import Dissector
+from dissector.analysis.reassembly import MbusReassembler
+from dissector.analysis.record import ApduRecord
+from dissector.framing.mbus import MbusSplitter, looks_like_mbus
+from dissector.stages import Pdu
 from keys.keystore import keystore_from_flags
-from layers.expert import findings_of
+from layers.expert import Finding, findings_of
 from layers.mbus import (
     MBus,
     MBusAck,
@@ -59,16 +55,73 @@ def split(data: bytes) -> list[bytes]:
     return out
 
 
+class MbusFramer:
+    """An M-Bus byte stream cut by `MbusSplitter` and dissected by the analysis, as events in
+    input order: findings (skipped bytes, lost segments, incomplete APDUs at the end), records
+    of link frames (ACK, short frames, other CIs, bad check sums: transport "link") and
+    records of the joined APDUs."""
+
+    def __init__(self, link: str = "input") -> None:
+        self.link = link
+        self.splitter = MbusSplitter()
+        self.dis = Dissector()
+
+    def feed(self, data: bytes, frame_no: int = 0, time: float = 0.0) -> list:
+        return self._events(self.splitter.feed(data, frame_no, time))
+
+    def flush(self) -> list:
+        events = self._events(self.splitter.flush())
+        reported = len(self.dis.pending_notes)  # already given, in order, by _events
+        return events + self.dis.finish()[reported:]
+
+    def _events(self, items: list[Pdu | Finding]) -> list:
+        events: list = []
+        for item in items:
+            if isinstance(item, Finding):
+                events.append(item)
+                continue
+            item.link = self.link
+            before = len(self.dis.pending_notes)
+            records = list(self.dis.feed(item))
+            events.extend(self.dis.pending_notes[before:])
+            events.extend(records)
+        return events
+
+
+def is_link_frame(event: object) -> bool:
+    return isinstance(event, ApduRecord) and event.transport == "link"
+
+
+def is_apdu(event: object) -> bool:
+    return isinstance(event, ApduRecord) and event.transport != "link"
+
+
+def data_of(rec: ApduRecord) -> bytes:
+    """The bytes of the joined APDU a record dissects."""
+    return raw(rec.packet)
+
+
+def kind(event: object) -> str:
+    return "Finding" if isinstance(event, Finding) else "LinkFrame" if is_link_frame(
+        event) else "Apdu"
+
+
+def units_from_mbus(data: bytes, line_no: int) -> list[ApduRecord]:
+    """The APDUs of one self-contained input line of M-Bus frames."""
+    framer = MbusFramer()
+    return [e for e in framer.feed(data, line_no) + framer.flush() if is_apdu(e)]
+
+
 def records_of(item: dict, data: bytes) -> list:
     keys = item.get("keys") or {}
     store = keystore_from_flags(ek=keys["GUEK"]) if keys.get("GUEK") else None
-    return list(Dissector(store).feed(Unit(data, "raw", [1])))
+    return list(Dissector(store).feed(Pdu(data, "raw", [1])))
 
 
-def framed_apdu(item: dict) -> Unit:
+def framed_apdu(item: dict) -> ApduRecord:
     framer = MbusFramer()
     events = framer.feed(bytes.fromhex(item["hex"]), 1) + framer.flush()
-    units = [e for e in events if isinstance(e, Unit)]
+    units = [e for e in events if is_apdu(e)]
     assert len(units) == 1 and len(events) == 1, (item["id"], events)
     return units[0]
 
@@ -114,8 +167,8 @@ def test_corpus_items_through_the_pipeline(manifest: dict) -> None:
     for item in mbus_items(manifest):
         unit = framed_apdu(item)
         if item.get("apdu_hex"):
-            assert unit.data.hex() == item["apdu_hex"], item["id"]
-        (rec,) = records_of(item, unit.data)
+            assert data_of(unit).hex() == item["apdu_hex"], item["id"]
+        (rec,) = records_of(item, data_of(unit))
         assert rec.apdu == "general-glo-ciphering", item["id"]
         sec = rec.security()
         if "system_title" in item:  # one item has only its frames and plaintext
@@ -147,19 +200,19 @@ def test_expected_xml_of_the_kmswest_item(manifest: dict) -> None:
     item = next(i for i in mbus_items(manifest) if i.get("expected_file", "").endswith(
         "mbus_kmswest_decoded.xml"))
     root = ET.parse(corpus_path(item["expected_file"])).getroot()
-    (rec,) = records_of(item, framed_apdu(item).data)
+    (rec,) = records_of(item, data_of(framed_apdu(item)))
     env = rec.envelope
     assert root.tag == "GeneralGloCiphering"
     assert rec.security()["system_title"] == root.get("SystemTitle")
     assert env.invocation_counter == int(root.get("FrameCounter"))
-    assert root.get("Ciphertext").lower() in framed_apdu(item).data.hex()
+    assert root.get("Ciphertext").lower() in data_of(framed_apdu(item)).hex()
 
 
 def test_expected_xml_of_the_netz_noe_item(manifest: dict) -> None:
     item = next(i for i in mbus_items(manifest) if i.get("expected_file", "").endswith(
         "mbus_netz_noe_p1_decoded.xml"))
     root = ET.parse(corpus_path(item["expected_file"])).getroot()
-    (rec,) = records_of(item, framed_apdu(item).data)
+    (rec,) = records_of(item, data_of(framed_apdu(item)))
     assert rec.security()["system_title"] == root.get("SystemTitle")
     assert rec.security()["invocation_counter"] == int(root.get("FrameCounter"))
     note = root.find("DataNotification")
@@ -181,8 +234,8 @@ def test_l_field_overflow_is_reported_and_rebuilt(manifest: dict) -> None:
     framer = MbusFramer()
     events = [e for i, b in enumerate(bytes.fromhex(item["hex"]))
               for e in framer.feed(bytes([b]), i)] + framer.flush()
-    assert [type(e) for e in events] == [Unit]
-    assert events[0].data.hex() == item["apdu_hex"]
+    assert [kind(e) for e in events] == ["Apdu"]
+    assert data_of(events[0]).hex() == item["apdu_hex"]
 
 
 def test_detection_of_corpus_frames(manifest: dict) -> None:
@@ -257,7 +310,7 @@ def test_frame_with_other_ci_keeps_its_user_data() -> None:
     assert frame.sequence is None and mbus_segment(frame) is None
     assert raw(frame) == wire and not findings_of(frame)
     events = MbusFramer().feed(wire)
-    assert len(events) == 1 and isinstance(events[0], LinkFrame)
+    assert len(events) == 1 and is_link_frame(events[0])
 
 
 def test_bad_checksum_and_length_mismatch() -> None:
@@ -268,7 +321,7 @@ def test_bad_checksum_and_length_mismatch() -> None:
     assert "mbus.bad-checksum" in {f.code for f in findings_of(frame)}
     assert raw(frame) == broken
     events = MbusFramer().feed(broken)
-    assert len(events) == 1 and isinstance(events[0], LinkFrame)
+    assert len(events) == 1 and is_link_frame(events[0])
     assert "mbus.bad-checksum" in {f.code for f in events[0].findings}
     mismatch = wire[:2] + bytes([wire[2] + 1]) + wire[3:]
     assert "mbus.length-mismatch" in {f.code for f in findings_of(MBus(mismatch))}
@@ -284,9 +337,9 @@ def test_lost_first_segment_and_incomplete_apdu() -> None:
     assert len(frames) == 4
     framer = MbusFramer()
     events = framer.feed(b"".join(frames[1:]), 1) + framer.flush()
-    codes = [e.code for e in events if isinstance(e, FramingNote)]
+    codes = [e.code for e in events if isinstance(e, Finding)]
     assert codes == ["mbus.segment-lost"] * 3
-    assert not [e for e in events if isinstance(e, Unit)]
+    assert not [e for e in events if is_apdu(e)]
     framer = MbusFramer()
     events = framer.feed(b"".join(frames[:2]), 1) + framer.flush()
     assert [e.code for e in events] == ["mbus.incomplete"]
@@ -297,18 +350,18 @@ def test_gap_drops_the_apdu_and_the_next_one_decodes() -> None:
     again = _frames(b"\x0f" + bytes(150), 100)
     framer = MbusFramer()
     events = framer.feed(frames[0] + frames[2] + b"".join(again), 1) + framer.flush()
-    notes = [e for e in events if isinstance(e, FramingNote)]
-    units = [e for e in events if isinstance(e, Unit)]
+    notes = [e for e in events if isinstance(e, Finding)]
+    units = [e for e in events if is_apdu(e)]
     assert [n.code for n in notes] == ["mbus.segment-lost", "mbus.segment-lost"]
-    assert [u.data for u in units] == [b"\x0f" + bytes(150)]
+    assert [data_of(u) for u in units] == [b"\x0f" + bytes(150)]
 
 
 def test_sequence_numbers_wrap_after_sixteen_segments() -> None:
     apdu = bytes(i & 0xFF for i in range(20 * 10))
     frames = _frames(apdu, 10)
     assert len(frames) == 20 and MBus(frames[16]).ci == 0x00
-    (unit,) = [e for e in MbusFramer().feed(b"".join(frames)) if isinstance(e, Unit)]
-    assert unit.data == apdu
+    (unit,) = [e for e in MbusFramer().feed(b"".join(frames)) if is_apdu(e)]
+    assert data_of(unit) == apdu
 
 
 def test_segments_of_two_addresses_interleave() -> None:
@@ -316,7 +369,7 @@ def test_segments_of_two_addresses_interleave() -> None:
     b = build_long_frames(b"\x0f" + b"\x01" * 300, address=2, max_data=200)
     framer = MbusFramer("serial0")
     events = framer.feed(a[0] + b[0] + b[1] + a[1])
-    assert [(e.link, e.data[1]) for e in events if isinstance(e, Unit)] == [
+    assert [(e.link, data_of(e)[1]) for e in events if is_apdu(e)] == [
         ("serial0 mbus 2", 1), ("serial0 mbus 1", 0)]
     reasm = MbusReassembler()
     assert reasm.finish() == []
@@ -329,12 +382,13 @@ def test_noise_ack_and_short_frames_in_a_stream() -> None:
         framer = MbusFramer()
         events = [e for i in range(0, len(stream), step)
                   for e in framer.feed(stream[i : i + step], i)] + framer.flush()
-        kinds = [type(e).__name__ for e in events]
-        assert kinds == ["FramingNote", "LinkFrame", "LinkFrame", "Unit"], (step, kinds)
-        assert events[0].code == "mbus.skipped-bytes" and events[0].count == 7
+        kinds = [kind(e) for e in events]
+        assert kinds == ["Finding", "LinkFrame", "LinkFrame", "Apdu"], (step, kinds)
+        assert events[0].code == "mbus.skipped-bytes"
+        assert "skipped 7 byte(s)" in events[0].message
         assert isinstance(events[1].packet, MBusShortFrame)
         assert isinstance(events[2].packet, MBusAck)
-        assert events[3].data == b"\x0f" + bytes(40)
+        assert data_of(events[3]) == b"\x0f" + bytes(40)
 
 
 def test_truncated_corpus_frames_give_findings(manifest: dict) -> None:
@@ -363,7 +417,8 @@ def test_hypothesis_build_split_join(apdu: bytes, control: int, address: int, st
         assert raw(frame) == wire and frame.checksum_ok
         assert not [f for f in findings_of(frame) if f.code.startswith("mbus.")]
     events = MbusFramer().feed(b"".join(frames))
-    assert [e.data for e in events] == [apdu]
+    assert [kind(e) for e in events] == ["Apdu"]
+    assert [data_of(e) for e in events] == [apdu]
 
 
 @settings(max_examples=400, deadline=None)
@@ -379,7 +434,7 @@ def test_hypothesis_random_bytes_never_raise(data: bytes, prefix: bytes) -> None
     looks_like_mbus(wire)
     framer = MbusFramer()
     events = framer.feed(wire) + framer.flush()
-    assert all(isinstance(e, Unit | LinkFrame | FramingNote) for e in events)
+    assert all(isinstance(e, ApduRecord | Finding) for e in events)
 
 
 def test_read_finds_mbus_in_a_serial_capture(tmp_path: Path) -> None:

@@ -12,10 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.packet import raw
 
-from dissector.analysis.pipeline import Dissector, Unit
-from dissector.framing.linklayers import LinkFrame, ModeEFramer, looks_like_mbus, looks_like_mode_e
-from dissector.framing.splitter import FramingNote
-from layers.expert import findings_of
+from dissector.analysis.pipeline import Dissector
+from dissector.framing.hdlc import HdlcSplitter
+from dissector.framing.mbus import looks_like_mbus
+from dissector.framing.serial import SerialDemux
+from dissector.stages import Pdu
+from layers.expert import Finding, findings_of
 from layers.iec62056_21 import (
     ModeE,
     ModeEAck,
@@ -27,6 +29,7 @@ from layers.iec62056_21 import (
     describe_identification,
     describe_mode_e,
     describe_request,
+    looks_like_mode_e,
     message_length,
 )
 
@@ -45,43 +48,53 @@ ALL = [REQUEST, REQUEST_ADDRESSED, IDENTIFICATION, ACK_HDLC, ACK_READOUT,
 
 
 def run(stream: bytes, step: int) -> list:
-    framer = ModeEFramer("serial0")
+    demux = SerialDemux("serial0")
     events = []
     for i in range(0, len(stream), step):
-        events += framer.feed(stream[i : i + step], i)
-    return events + framer.flush()
+        events += demux.feed(stream[i : i + step], i)
+    return events + demux.flush()
 
 
 def kinds(events: list) -> list[str]:
-    return [e.kind if isinstance(e, LinkFrame) else
-            e.transport if isinstance(e, Unit) else e.code for e in events]
+    """Sign-on messages by kind, other PDUs by transport, findings by code."""
+    return [ModeE(e.data).kind if isinstance(e, Pdu) and e.transport == "mode-e" else
+            e.transport if isinstance(e, Pdu) else e.code for e in events]
+
+
+def dissect(events: list) -> list:
+    dis = Dissector()
+    return [r for e in events for r in dis.process(e)]
 
 
 @pytest.mark.parametrize("step", [len(SIGN_ON) + 100, 1, 2, 5, 13])
 def test_sign_on_then_hdlc(step: int) -> None:
     events = run(SIGN_ON + SNRM + UA + GET, step)
     assert kinds(events) == ["sign-on", "identification", "acknowledge", "hdlc", "hdlc", "hdlc"]
-    assert [e.direction for e in events[:3]] == ["client->server", "server->client",
-                                                 "client->server"]
-    assert [raw(e.packet) for e in events[:3]] == [REQUEST, IDENTIFICATION, ACK_HDLC]
+    assert [e.data for e in events[:3]] == [REQUEST, IDENTIFICATION, ACK_HDLC]
     assert [e.data for e in events[3:]] == [SNRM, UA, GET]
     assert all(not e.findings for e in events)
     first_hdlc = len(SIGN_ON)
     assert events[3].frames[0] == first_hdlc - first_hdlc % step
-    dis = Dissector()
-    records = [r for e in events[3:] for r in dis.feed(e)]
-    assert [r.apdu for r in records] == ["hdlc-snrm", "hdlc-ua", "get-request"]
+    records = dissect(events)
+    assert [r.direction for r in records[:3]] == ["client->server", "server->client",
+                                                  "client->server"]
+    assert [raw(r.packet) for r in records[:3]] == [REQUEST, IDENTIFICATION, ACK_HDLC]
+    assert all(not r.findings for r in records[:3])
+    assert [r.apdu for r in records] == ["mode-e-sign-on", "mode-e-identification",
+                                         "mode-e-acknowledge", "hdlc-snrm", "hdlc-ua",
+                                         "get-request"]
 
 
 def test_sign_on_shown_in_words() -> None:
     events = run(SIGN_ON + SNRM, len(SIGN_ON) + 20)
-    words = [describe_mode_e(e.packet) for e in events[:3]]
+    packets = [r.packet for r in dissect(events)[:3]]
+    words = [describe_mode_e(p) for p in packets]
     assert words == [
         "sign-on request (any device)",
         "identification XYZ 'METER-0001', 9600 Bd, mode E (HDLC)",
         "acknowledge: HDLC protocol procedure, 9600 Bd, binary mode (HDLC)",
     ]
-    assert events[0].packet.summary() == words[0]
+    assert packets[0].summary() == words[0]
 
 
 def test_identification_fields() -> None:
@@ -155,10 +168,10 @@ def test_truncated_messages_give_findings() -> None:
 
 
 def test_hdlc_without_sign_on_and_a_second_session() -> None:
-    framer = ModeEFramer()
-    events = framer.feed(SNRM + UA, 1)
-    assert kinds(events) == ["hdlc", "hdlc"] and framer.in_hdlc
-    events = framer.feed(SIGN_ON, 2) + framer.feed(GET, 3) + framer.flush()
+    demux = SerialDemux("input")
+    events = demux.feed(SNRM + UA, 1)
+    assert kinds(events) == ["hdlc", "hdlc"] and isinstance(demux.binary, HdlcSplitter)
+    events = demux.feed(SIGN_ON, 2) + demux.feed(GET, 3) + demux.flush()
     assert kinds(events) == ["sign-on", "identification", "acknowledge", "hdlc"]
     assert events[-1].frames == [3]
 
@@ -167,7 +180,7 @@ def test_noise_and_data_readout_are_not_hdlc() -> None:
     events = run(b"\x00\x00" + REQUEST + IDENTIFICATION + ACK_READOUT + b"\x02data\x03x", 4)
     assert kinds(events) == ["mode-e.skipped-bytes", "sign-on", "identification",
                              "acknowledge", "mode-e.skipped-bytes"]
-    assert isinstance(events[0], FramingNote) and events[0].count == 2
+    assert isinstance(events[0], Finding) and "skipped 2 byte(s)" in events[0].message
 
 
 @settings(max_examples=200, deadline=None)
@@ -185,11 +198,11 @@ def test_hypothesis_messages_round_trip(manufacturer: str, baud: str, enhanced: 
     assert pkt.mode_e is enhanced and baud_rate(baud) is not None
     ack = bytes([0x06]) + f"{v}{z}{y}".encode() + CR_LF
     assert raw(ModeE(ack)) == ack and message_length(ack) == 6
-    framer = ModeEFramer()
-    events = framer.feed(REQUEST + wire + ack)
+    demux = SerialDemux("input")
+    events = demux.feed(REQUEST + wire + ack)
     assert kinds(events) == ["sign-on", "identification", "acknowledge"]
-    assert framer.in_hdlc is (v == y == "2")
-    assert kinds(framer.feed(SNRM) + framer.flush()) == ["hdlc"]  # a flag starts HDLC anyway
+    assert ModeE(ack).hdlc is (v == y == "2")  # the acknowledgement selects HDLC
+    assert kinds(demux.feed(SNRM) + demux.flush()) == ["hdlc"]  # a flag starts HDLC anyway
 
 
 @settings(max_examples=300, deadline=None)

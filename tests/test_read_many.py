@@ -104,12 +104,13 @@ def test_jobs_with_few_units_in_flight(monkeypatch: pytest.MonkeyPatch) -> None:
 FAILING_WORKER = """
 import sys
 import dissector.analysis.parallel as parallel
+from dissector.output.render import Rendered
 from keys.keystore import Keystore
 
 def render(rec):
     if rec.number == 20:
         raise RuntimeError("record 20 cannot be formatted")
-    return parallel.Rendered(f"{rec.number:4d} x\\n", None, rec.number)
+    return Rendered("x\\n", "summary")
 
 try:
     list(parallel.run_parallel(sys.argv[1:], None, Keystore([]), 2, render))

@@ -20,12 +20,13 @@ sys.path.insert(0, str(ROOT / "fuzz"))
 import capgen
 import harness
 
-from dissector.analysis.pipeline import Dissector, Unit
+from dissector.analysis.pipeline import Dissector
 from dissector.analysis.reassembly import MAX_APDU, HdlcReassembler
 from dissector.sources.tcp import ACK, SYN, TcpReassembler
-from dissector.stages import LinkEvent, Note, Record
+from dissector.stages import LinkEvent, Pdu, Record
 from layers import HDLC
 from layers.apdu.gbt import GeneralBlockTransfer
+from layers.expert import Finding
 from layers.fields import encode_length
 
 PSH = 0x08
@@ -64,7 +65,7 @@ def test_block_transfer_flood_is_dropped_with_a_finding() -> None:
     def run() -> list[str]:
         found = []
         for n in range(1, MAX_APDU // len(block) + 3):
-            found += codes(dis.feed(Unit(gbt(n, block), "raw", [n], direction="server->client")))
+            found += codes(dis.feed(Pdu(gbt(n, block), "raw", [n], direction="server->client")))
         return found
 
     found, kept = held(run)
@@ -78,7 +79,7 @@ def test_repeated_and_lost_blocks_are_findings_and_hold_nothing_extra() -> None:
     dis = Dissector()
     found = []
     for n in [1, 1, 1, 5, 5, 2, 70000 % 0xFFFF]:
-        found += codes(dis.feed(Unit(gbt(n, b"\x01" * 100), "raw", [n])))
+        found += codes(dis.feed(Pdu(gbt(n, b"\x01" * 100), "raw", [n])))
     assert "gbt.repeated-block" in found and "gbt.lost-block" in found
     assert "gbt.incomplete" in [f.code for f in dis.finish()]
     assert not dis.blocks.pending
@@ -117,7 +118,7 @@ def test_datablock_flood_holds_nothing() -> None:
     def run() -> int:
         count = 0
         for n in range(1, 1001):
-            for _rec in dis.feed(Unit(datablock(n, False, block), "raw", [n], float(n),
+            for _rec in dis.feed(Pdu(datablock(n, False, block), "raw", [n], float(n),
                                       "tcp a-b", "server->client")):
                 count += 1
         return count
@@ -130,7 +131,7 @@ def test_datablock_flood_holds_nothing() -> None:
 def test_malformed_datablock_is_a_finding() -> None:
     dis = Dissector()
     bad = datablock(1, True, b"\x01\x02")[:-1] + b"\x09\x84\xff\xff\xff\xff"
-    recs = list(dis.feed(Unit(bad, "raw", [1], direction="server->client")))
+    recs = list(dis.feed(Pdu(bad, "raw", [1], direction="server->client")))
     assert recs and codes(recs)
 
 
@@ -152,7 +153,7 @@ def test_endless_hdlc_segments_are_dropped_and_freed() -> None:
 
     def run() -> None:
         for n, frame in enumerate(_endless_segments()):
-            list(dis.feed(Unit(frame, "hdlc", [n])))
+            list(dis.feed(Pdu(frame, "hdlc", [n])))
 
     _, kept = held(run)
     assert sum(len(p.data) for p in dis.hdlc.pending.values()) < 10_000
@@ -178,7 +179,7 @@ def test_segments_pending_on_many_addresses_are_bounded() -> None:
 def test_state_per_link_is_bounded() -> None:
     dis = Dissector()
     for n in range(3000):
-        list(dis.feed(Unit(GET, "raw", [n], float(n), f"udp 10.0.{n >> 8}.{n & 255}:1-x:4059",
+        list(dis.feed(Pdu(GET, "raw", [n], float(n), f"udp 10.0.{n >> 8}.{n & 255}:1-x:4059",
                            "client->server")))
     assert len(dis.contexts) <= 1024 and len(dis.tracker.associations) <= 1024
 
@@ -191,7 +192,7 @@ def test_hole_that_never_fills_is_given_up_at_the_bound() -> None:
     for n in range(40):  # every segment lands 10 bytes beyond the hole
         out += tcp.packet(n + 2, 0.0, "10.0.0.1", 40000, "10.0.0.2", 4059,
                           1011 + n * 5000, 0, PSH, b"\x01" * 5000)
-    gaps = [o for o in out if isinstance(o, Note) and o.code == "tcp.gap"]
+    gaps = [o for o in out if isinstance(o, Finding) and o.code == "tcp.gap"]
     assert gaps and "more than 100000 bytes" in gaps[0].message
     assert tcp.buffered <= 100_000
 
@@ -225,7 +226,7 @@ def test_too_many_connections_are_evicted_with_a_note() -> None:
         tracemalloc.stop()
     assert tcp.connections <= 64
     assert tcp.buffered <= 200_000
-    evicted = [o for o in out if isinstance(o, Note) and o.code == "tcp.evicted"]
+    evicted = [o for o in out if isinstance(o, Finding) and o.code == "tcp.evicted"]
     assert len(evicted) == MAX_CLOSED + 1000 - 64
     closes = [o for o in out if isinstance(o, LinkEvent) and o.kind == "close"]
     assert len(closes) >= len(evicted)  # the stream cutter and the dissector free the link too
@@ -246,42 +247,45 @@ def test_total_bytes_behind_holes_are_bounded() -> None:
 
 def test_unfinished_pdu_at_the_end_is_reported(tmp_path) -> None:
     """A TCP stream whose wrapper header announces 65,535 bytes that never come."""
-    from dissector.framing.streams import iter_pdus
+    from dissector.analysis.capture import iter_pdus
 
     conv = capgen.TcpConversation()
     pdu = b"\x00\x01\x00\x10\x00\x01\xff\xff" + GET
     conv.send(True, pdu)
     path = tmp_path / "unfinished.pcap"
     path.write_bytes(capgen.pcap(conv.frames))
-    notes = [i for i in iter_pdus(str(path)) if isinstance(i, Note)]
+    notes = [i for i in iter_pdus(str(path)) if isinstance(i, Finding)]
     assert any(f"{len(pdu)} byte(s)" in n.message for n in notes), notes
 
 
 def test_noise_datagrams_on_the_dlms_port_are_counted_not_noted_one_by_one(tmp_path) -> None:
-    from dissector.sources.capture import MAX_UDP_NOTES, read_capture
+    from dissector.sources.capture import read_capture
+    from dissector.sources.frames import MAX_UDP_NOTES
 
     frames = [capgen.udp_frame("10.0.0.1", 40000, "10.0.0.2", 4059, b"\x55" * 30)] * 1000
     path = tmp_path / "noise.pcap"
     path.write_bytes(capgen.pcap(frames))
-    notes = [i for i in read_capture(str(path)) if isinstance(i, Note)]
+    notes = [i for i in read_capture(str(path)) if isinstance(i, Finding)]
     assert len(notes) == MAX_UDP_NOTES + 1
     assert f"{1000 - MAX_UDP_NOTES} more UDP datagram(s)" in notes[-1].message
 
 
 def test_directions_learned_on_a_serial_line_are_bounded() -> None:
     """A serial line flooded with frames between ever new address pairs."""
-    from dissector.framing.streams import MAX_LEARNED, hdlc_direction
+    from dissector.analysis.directions import MAX_LEARNED, DirectionLearner
 
-    learned: dict = {}
+    learner = DirectionLearner()
+    learned = learner.learned
     for n in range(3 * MAX_LEARNED):
         frame = segment(b"\xe6\xe6\x00" + GET, False, dest=n % 0x3FFF)
-        assert hdlc_direction(frame, learned) == "client->server"
+        assert learner.direction("serial 1", frame) == "client->server"
         assert len(learned) <= MAX_LEARNED + 1
 
 
 def test_fragment_floods_are_given_up(tmp_path) -> None:
     """Endless overlapping IPv4 fragments of one datagram, and thousands of 8-byte ones."""
-    from dissector.sources.capture import MAX_FRAGMENT_PIECES, read_capture
+    from dissector.sources.capture import read_capture
+    from dissector.sources.frames import MAX_FRAGMENT_PIECES
 
     frames = []
     for n in range(MAX_FRAGMENT_PIECES + 50):
@@ -290,6 +294,6 @@ def test_fragment_floods_are_given_up(tmp_path) -> None:
                                                ident=7, frag=0x2000 | (offset & 0x1FFF))))
     path = tmp_path / "frags.pcap"
     path.write_bytes(capgen.pcap(frames))
-    notes = [i for i in read_capture(str(path)) if isinstance(i, Note)]
+    notes = [i for i in read_capture(str(path)) if isinstance(i, Finding)]
     assert notes and all(n.code == "ip.fragments-incomplete" for n in notes)
     assert any(f"more than {MAX_FRAGMENT_PIECES} fragments" in n.message for n in notes)

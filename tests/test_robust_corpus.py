@@ -12,9 +12,9 @@ import sys
 import pytest
 from conftest import CORPUS, ROOT, corpus_path
 
+from dissector.analysis.capture import iter_pdus
 from dissector.cli.main import main
-from dissector.framing.streams import iter_pdus
-from dissector.stages import Note
+from layers.expert import Finding
 
 sys.path.insert(0, str(ROOT / "fuzz"))
 
@@ -62,7 +62,7 @@ def test_unaltered_circutor_capture_has_no_findings() -> None:
 
 @pytest.mark.parametrize("name", PRIME)
 def test_prime_capture_is_reported_as_unsupported(name: str) -> None:
-    notes = [i for i in iter_pdus(str(corpus_path(name))) if isinstance(i, Note)]
+    notes = [i for i in iter_pdus(str(corpus_path(name))) if isinstance(i, Finding)]
     assert [n.code for n in notes] == ["prime.unsupported"]
     assert "PRIME" in notes[0].message and "7919" in notes[0].message
     for mode in ([], ["-V"], ["--json"]):

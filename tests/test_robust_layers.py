@@ -82,7 +82,8 @@ def _hex(text: str | None) -> bytes | None:
 @cache
 def seeds() -> dict[str, list[bytes]]:
     """Real traffic by kind: HDLC frames, wrapper PDUs, APDUs (clear and plaintext)."""
-    from dissector.framing.streams import Pdu, iter_pdus
+    from dissector.analysis.capture import iter_pdus
+    from dissector.stages import Pdu
 
     out: dict[str, set[bytes]] = {"hdlc": set(), "wrapper": set(), "apdu": set()}
     manifest = CORPUS / "manifest.json"

@@ -26,15 +26,12 @@ import capgen
 import harness
 from test_robust_layers import mutated, seeds
 
-from dissector.analysis.pipeline import Dissector, Unit
+from dissector.analysis.pipeline import Dissector
 from dissector.cli.main import main
-from dissector.framing.splitter import (
-    HdlcSplitter,
-    Piece,
-    StartFinder,
-    WrapperSplitter,
-    find_start,
-)
+from dissector.framing.hdlc import HdlcSplitter
+from dissector.framing.splitter import WrapperSplitter
+from dissector.sources.detect import StartFinder, find_start
+from dissector.stages import Pdu
 
 TIME_LIMIT = 5.0  # seconds for one generated input of a few kilobytes, every output format
 SETTINGS = settings(max_examples=40, deadline=None, derandomize=True,
@@ -74,7 +71,7 @@ def test_dissector_any_units_every_format(units, keyed: bool) -> None:
 
     def run() -> None:
         records = (rec for n, (transport, data, direction, link) in enumerate(units, 1)
-                   for rec in dis.feed(Unit(data, transport, [n], float(n), link, direction)))
+                   for rec in dis.feed(Pdu(data, transport, [n], float(n), link, direction)))
         harness._render_all(records, harness.MODES)
         dis.finish()
 
@@ -175,7 +172,7 @@ CHUNKS = st.lists(st.integers(1, 64), min_size=1, max_size=40)
 
 
 def _pieces(items: list) -> list[bytes]:
-    return [p.data for p in items if isinstance(p, Piece)]
+    return [p.data for p in items if isinstance(p, Pdu)]
 
 
 def _feed_in_chunks(splitter, data: bytes, sizes: list[int]) -> list:
@@ -246,9 +243,9 @@ def test_noise_on_a_dlms_port_is_read_in_linear_time(pattern: bytes, size: int) 
 
 def test_serial_channel_of_the_live_sniffer() -> None:
     """The serial sniffer's channel (sign-on text and HDLC on one line), fed in pieces."""
-    from dissector.live import sources as live
+    from dissector.framing.serial import SerialDemux
 
-    channel = live.SerialChannel
+    channel = SerialDemux
     streams = [b"/?!\r\n", b"/ABC5XYZ\r\n", b"\x06050\r\n", b"/" + b"A" * 5000,
                b"\x7e\xa0" * 3000, b"/?" + bytes(range(256)) * 8]
     streams += [b"".join(seeds()["hdlc"][i : i + 20]) for i in range(0, 200, 20)]
@@ -301,7 +298,7 @@ def test_unsupported_suite_with_keys_is_a_finding(sc: str) -> None:
 @given(buf=st.one_of(st.binary(max_size=300), PDUS), after_flag=st.booleans())
 def test_serial_record_cutting_of_the_live_sniffer(buf: bytes, after_flag: bool) -> None:
     """Where the serial reader ends a capture record: within the bytes it has, never raising."""
-    from dissector.live.sources import record_end
+    from dissector.live.serial import record_end
 
     end = record_end(buf, after_flag)
     assert 0 <= end <= len(buf)

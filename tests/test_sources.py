@@ -22,10 +22,12 @@ from scapy.packet import Raw
 from test_framing import GET, SNRM, UA, hdlc
 from test_tcp import AARE, AARQ, GET_RSP
 
-from dissector.framing.streams import Pdu, iter_pdus
+from dissector.analysis.capture import iter_pdus
+from dissector.analysis.directions import DirectionLearner
 from dissector.sources.capture import CaptureError, read_capture
-from dissector.stages import LinkEvent, Note, Record
+from dissector.stages import LinkEvent, Pdu, Record
 from layers.crc import crc16
+from layers.expert import Finding
 
 CAPTURES = sorted(p.name for p in CORPUS.glob("*.pcap*")) if CORPUS.exists() else []
 INTEROP = sorted(p.name for p in (CORPUS / "interop").iterdir()) if CORPUS.exists() else []
@@ -51,6 +53,14 @@ def only(items: list, kind: type) -> list:
     return [i for i in items if isinstance(i, kind)]
 
 
+def directions(pdus: list[Pdu]) -> list[str]:
+    """The direction the analysis gives each PDU: its own (the source's) when known, else, for
+    HDLC frames, what the frame's bytes and its address pair's history tell."""
+    learner = DirectionLearner()
+    return [learner.direction(p.link, p.data) if p.direction == "unknown" and
+            p.transport == "hdlc" else p.direction for p in pdus]
+
+
 def apdu_count(pdus: list[Pdu]) -> int:
     """APDUs and frames without segments: what the manifest counts (HDLC segments of one
     APDU, format A8..AF, count once)."""
@@ -62,7 +72,7 @@ def test_corpus_capture_reads(name: str, manifest: dict) -> None:
     path = corpus_path(name)
     items = list(iter_pdus(path))
     pdus = only(items, Pdu)
-    assert all(isinstance(i, Pdu | LinkEvent | Note) for i in items)
+    assert all(isinstance(i, Pdu | LinkEvent | Finding) for i in items)
     frames = [f for p in pdus for f in p.frames]
     assert all(f >= 1 for f in frames)
     counts = {i["pcap_file"]: i["dlms_pdus"] for i in manifest["items"] if i.get("pcap_file")}
@@ -130,6 +140,7 @@ def test_interop_hdlc_frames_reassemble_to_the_apdus(name: str) -> None:
     for path in sorted(corpus_path("interop", name).glob("capture.pcap*")):
         pdus = only(list(iter_pdus(path)), Pdu)
         parts = [hdlc_parts(p.data) for p in pdus]
+        dirs = directions(pdus)
         i_frames = {i for i, (control, _, _) in enumerate(parts) if not control & 1}
         assert i_frames == {f for row in rows for f in row["frames"]}
         for row in rows:
@@ -138,7 +149,7 @@ def test_interop_hdlc_frames_reassemble_to_the_apdus(name: str) -> None:
                 False]
             assert info[:3] in (b"\xe6\xe6\x00", b"\xe6\xe7\x00")
             assert info[3:].hex().upper() == row["apdu_hex"].upper()
-            assert {pdus[f].direction for f in row["frames"]} == {DIRECTIONS[row["dir"]]}
+            assert {dirs[f] for f in row["frames"]} == {DIRECTIONS[row["dir"]]}
 
 
 def test_serial_pcapng_flags_and_comments_agree_with_address_inference() -> None:
@@ -146,7 +157,7 @@ def test_serial_pcapng_flags_and_comments_agree_with_address_inference() -> None
     with_flags = only(list(iter_pdus(base / "capture.pcapng")), Pdu)
     inferred = only(list(iter_pdus(base / "capture.pcap")), Pdu)
     assert [p.data for p in with_flags] == [p.data for p in inferred]
-    assert [p.direction for p in with_flags] == [p.direction for p in inferred]
+    assert directions(with_flags) == directions(inferred)
     assert {p.link for p in with_flags} == {"serial 1"}
     assert with_flags[0].comment == "C->S client->meter"
     assert with_flags[1].comment == "S->C meter->client"
@@ -155,7 +166,7 @@ def test_serial_pcapng_flags_and_comments_agree_with_address_inference() -> None
 
 def test_serial_record_without_flags_direction_from_addresses() -> None:
     pdus = only(list(iter_pdus(corpus_path("Dennisonius_sample_serial.pcap"))), Pdu)
-    assert [p.direction for p in pdus] == ["client->server", "server->client"] * 5
+    assert directions(pdus) == ["client->server", "server->client"] * 5
 
 
 def test_udp_hdlc_and_llc_datagrams() -> None:
@@ -166,7 +177,7 @@ def test_udp_hdlc_and_llc_datagrams() -> None:
     assert all(p.data[0] == 0x7E for p in pdus if p.transport == "hdlc")
     assert pdus[0].link == "udp 10.1.1.1:0-10.2.2.2:4059"
     assert pdus[0].data == bytes.fromhex("7ea0070303938c117e")  # Ethernet padding is not
-    assert pdus[0].direction == "client->server"  # source port 0: SNRM tells
+    assert directions(pdus)[0] == "client->server"  # source port 0: SNRM tells
 
 
 # --- synthetic captures (written here byte by byte) ---------------------------------------
@@ -268,7 +279,7 @@ def test_ipv4_options_and_fragments(tmp_path: Path) -> None:
     path = write_pcap(tmp_path / "g.pcap", 101, [frags[0], udp(GET_RSP)])
     items = list(iter_pdus(path))
     assert [p.data for p in only(items, Pdu)] == [GET_RSP]
-    assert [n.code for n in only(items, Note)] == ["ip.fragments-incomplete"]
+    assert [n.code for n in only(items, Finding)] == ["ip.fragments-incomplete"]
 
 
 def test_ipv6_extension_headers_and_fragments(tmp_path: Path) -> None:
@@ -286,7 +297,7 @@ def test_ipv6_extension_headers_and_fragments(tmp_path: Path) -> None:
     path = write_pcap(tmp_path / "v6b.pcap", 229, [frags[1], frags[2]])
     items = list(iter_pdus(path))
     assert not only(items, Pdu)
-    notes = only(items, Note)
+    notes = only(items, Finding)
     assert len(notes) == 1 and "first fragment missing" in notes[0].message
 
 
@@ -306,7 +317,7 @@ def test_udp_several_pdus_per_datagram_and_heuristics(tmp_path: Path) -> None:
         ([2], "hdlc"), ([2], "hdlc"), ([2], "hdlc"), ([4], "raw")]
     assert [p.data for p in pdus[:6]] == [AARQ, GET_RSP, AARE, SNRM, UA, GET]
     assert pdus[3].direction == "client->server" and pdus[6].direction == "server->client"
-    assert [n.frame_no for n in only(items, Note)] == [6]
+    assert [n.frame for n in only(items, Finding)] == [6]
     items = list(iter_pdus(write_pcap(tmp_path / "o.pcap", 101, frames), {5000: "raw"}))
     assert [p.frames for p in only(items, Pdu)][-1] == [5]
 
@@ -321,9 +332,9 @@ def test_serial_records_with_partial_and_several_frames(tmp_path: Path) -> None:
     pdus = only(items, Pdu)
     assert [p.data for p in pdus] == [SNRM, UA, i_req, b"\x7e" + SNRM[1:]]
     assert [p.frames for p in pdus] == [[1, 2], [2, 3, 4], [4], [4, 5]]
-    assert [p.direction for p in pdus] == ["client->server", "server->client",
-                                           "client->server", "client->server"]
-    assert [n.code for n in only(items, Note)] == ["hdlc.skipped-bytes"]
+    assert directions(pdus) == ["client->server", "server->client",
+                                "client->server", "client->server"]
+    assert [n.code for n in only(items, Finding)] == ["hdlc.skipped-bytes"]
 
 
 def test_pcapng_direction_flags_and_comments(tmp_path: Path) -> None:
@@ -334,8 +345,8 @@ def test_pcapng_direction_flags_and_comments(tmp_path: Path) -> None:
         ("client->server", "to the meter"), ("server->client", None), ("unknown", "no flag")]
     assert records[0].time == 1_700_000_000.0
     pdus = only(list(iter_pdus(path)), Pdu)
-    assert [p.direction for p in pdus] == ["client->server", "server->client",
-                                           "server->client"]
+    assert directions(pdus) == ["client->server", "server->client",
+                                "server->client"]
     assert pdus[0].comment == "to the meter"
 
 
@@ -346,13 +357,13 @@ def test_nanosecond_pcap_and_truncated_last_record(tmp_path: Path) -> None:
     path = write_pcap(tmp_path / "t.pcap", 147, [SNRM, UA], caplen_extra=0)
     path.write_bytes(path.read_bytes()[:-5])
     items = list(read_capture(path))
-    assert [n.code for n in only(items, Note)] == ["capture.truncated"]
+    assert [n.code for n in only(items, Finding)] == ["capture.truncated"]
 
 
 def test_unsupported_link_type_is_noted_once(tmp_path: Path) -> None:
     path = write_pcap(tmp_path / "w.pcap", 105, [b"\x00" * 30, b"\x00" * 30])
     items = list(read_capture(path))
-    assert [(n.code, n.frame_no) for n in only(items, Note)] == [
+    assert [(n.code, n.frame) for n in only(items, Finding)] == [
         ("capture.unsupported-linktype", 1)]
 
 

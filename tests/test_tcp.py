@@ -11,10 +11,11 @@ from scapy.packet import Packet, Raw
 from scapy.utils import wrpcap
 from test_framing import hdlc
 
-from dissector.framing.streams import Pdu, iter_pdus
+from dissector.analysis.capture import iter_pdus
 from dissector.sources.capture import read_capture
 from dissector.sources.tcp import Delivery, Gap, TcpReassembler, TcpStream
-from dissector.stages import LinkEvent, Note, Record
+from dissector.stages import LinkEvent, Pdu, Record
+from layers.expert import Finding
 
 CLIENT, SERVER = "10.0.0.2", "10.0.0.1"
 CPORT = 40312
@@ -102,7 +103,7 @@ def test_out_of_order_retransmitted_overlapping_split_and_packed(tmp_path: Path)
     assert got[2].frames == [9]
     assert [p.direction for p in got] == ["client->server"] * 3 + ["server->client"]
     assert got[0].link == f"tcp {CLIENT}:{CPORT}-{SERVER}:4059"
-    assert not only(items, Note)
+    assert not only(items, Finding)
     assert isinstance(items[0], LinkEvent) and items[0].kind == "open"
     assert items[0].frame_no == 1
 
@@ -155,7 +156,7 @@ def test_capture_started_mid_stream(tmp_path: Path) -> None:
     got = only(items, Pdu)
     assert [p.data for p in got] == [GET, GET_RSP]
     assert got[0].direction == "client->server"  # 4059 is the server side
-    notes = only(items, Note)
+    notes = only(items, Finding)
     assert [n.code for n in notes] == ["wrapper.skipped-bytes"]
     assert str(len(AARQ) - 12) in notes[0].message
     assert [i.kind for i in only(items, LinkEvent)] == ["open"]
@@ -199,10 +200,10 @@ def test_gap_acknowledged_by_peer_is_reported_and_framing_resumes(tmp_path: Path
     items = pdus(conv.write(tmp_path / "t.pcap"))
     got = only(items, Pdu)
     assert [p.data for p in got] == [AARQ, AARE, RLRQ, GET_RSP]
-    gaps = [n for n in only(items, Note) if n.code == "tcp.gap"]
+    gaps = [n for n in only(items, Finding) if n.code == "tcp.gap"]
     assert len(gaps) == 1 and gaps[0].direction == "client->server"
     assert f"{len(GET) - 5} byte(s)" in gaps[0].message
-    skipped = [n for n in only(items, Note) if n.code == "wrapper.skipped-bytes"]
+    skipped = [n for n in only(items, Finding) if n.code == "wrapper.skipped-bytes"]
     assert len(skipped) == 1 and "skipped 5 byte(s)" in skipped[0].message
 
 
@@ -212,8 +213,8 @@ def test_gap_that_never_fills_is_reported_at_the_end(tmp_path: Path) -> None:
     conv.c(len(AARQ) + 100, GET)  # only one direction captured, no ACK tells
     items = pdus(conv.write(tmp_path / "t.pcap"))
     assert [p.data for p in only(items, Pdu)] == [AARQ, GET]
-    assert [n.code for n in only(items, Note)] == ["tcp.gap"]
-    assert "100 byte(s)" in only(items, Note)[0].message
+    assert [n.code for n in only(items, Finding)] == ["tcp.gap"]
+    assert "100 byte(s)" in only(items, Finding)[0].message
 
 
 def test_ipv6_link_id(tmp_path: Path) -> None:
