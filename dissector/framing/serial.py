@@ -20,8 +20,6 @@ from layers.expert import Finding
 from layers.hdlc_bytes import FLAG
 from layers.iec62056_21 import ACK, message_length
 
-_SIGN_ON_STARTS = b"/" + bytes([ACK])
-
 
 class SerialDemux:
     """Cuts a serial byte stream into sign-on messages (`Pdu` transport "mode-e"), HDLC or
@@ -105,8 +103,3 @@ class SerialDemux:
             else:
                 out.append(replace(item, link=self.link, direction=self.direction))
         return out
-
-
-def starts_sign_on(data: bytes) -> bool:
-    """Whether a chunk begins with a byte that may open a sign-on message."""
-    return bool(data) and data[0] in _SIGN_ON_STARTS
