@@ -92,11 +92,15 @@ def key_secrets() -> list[bytes]:
 
 
 def _render_all(records: Iterable, modes: Sequence[str]) -> list[str]:
+    from dissector.output.filter import compile_filter
+    from dissector.output.jsonout import record_json
     from dissector.output.render import Renderer
 
-    renderers = [Renderer(mode, FILTER, export=True) for mode in modes]
+    keep = compile_filter(FILTER)
+    renderers = [Renderer(mode, export=True) for mode in modes]
     texts = []
     for rec in records:
+        keep(record_json(rec))
         for render in renderers:
             shown = render(rec)
             if shown is not None:

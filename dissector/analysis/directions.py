@@ -1,11 +1,12 @@
 """Directions of HDLC frames on links whose source does not tell them (a half-duplex serial
-line, pasted frames): each frame's own bytes decide where they can
-(`layers.hdlc_bytes.header_direction`), else what the same address pair had before."""
+line, pasted frames), by the project's one rule: what the frame says of itself (its kind, its
+LLC: `layers.hdlc_bytes.header_direction`), else what the same address pair did before, else
+the address sizes (`layers.hdlc_bytes.address_direction`)."""
 
 from __future__ import annotations
 
 from dissector.stages import UNKNOWN, Direction, reverse
-from layers.hdlc_bytes import header_direction, parse_header
+from layers.hdlc_bytes import address_direction, header_direction, parse_header
 
 MAX_LEARNED = 4096  # address pairs remembered over all links
 
@@ -24,11 +25,12 @@ class DirectionLearner:
         if header is None:
             return UNKNOWN
         dest, src = header.destination, header.source
-        found = reverse(reverse(header_direction(header, frame) or UNKNOWN))
-        if dest == src:
+        said = header_direction(header, frame)
+        if said is None and dest != src:
+            said = self.learned.get((link, dest, src)) or address_direction(header)
+        found = reverse(reverse(said or UNKNOWN))
+        if dest == src or found == UNKNOWN:
             return found
-        if found == UNKNOWN:
-            return self.learned.get((link, dest, src), UNKNOWN)
         if len(self.learned) >= MAX_LEARNED and (link, dest, src) not in self.learned:
             self.learned.clear()  # a flood of addresses: start over rather than grow
         self.learned[(link, dest, src)] = found

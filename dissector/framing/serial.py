@@ -34,6 +34,7 @@ class SerialDemux:
         self._text = b""  # a sign-on message begun and not complete yet
         self._text_frames: list[int] = []
         self._text_time = 0.0
+        self._signing_on = False  # a sign-on message came last (no binary frame since)
 
     def feed(self, data: bytes, frame_no: int = 0, time: float = 0.0) -> list[Pdu | Finding]:
         """Bytes carried by capture frame (or serial read, or pasted line) `frame_no`."""
@@ -56,6 +57,8 @@ class SerialDemux:
                 self._text, self._text_frames, self._text_time = data[pos:], frames, started
                 break
             if length:
+                if self.binary is not None:  # noise before the message is said before it
+                    out.extend(self.binary.skipped())
                 out.append(Pdu(data[pos:pos + length], "mode-e", frames, started, self.link,
                                self.direction))
                 frames, started = [frame_no], time
@@ -95,11 +98,23 @@ class SerialDemux:
         self._idle = splitter.buffered <= trailing_flags
 
     def _located(self, items: list[Pdu | Finding]) -> list[Pdu | Finding]:
+        """Link and direction set; bytes skipped around sign-on messages (before one, or
+        after one and before any frame) are `mode-e.skipped-bytes`."""
         out: list[Pdu | Finding] = []
-        for item in items:
+        for n, item in enumerate(items):
             if isinstance(item, Pdu):
                 item.link, item.direction = self.link, self.direction
+                self._signing_on = item.transport == "mode-e" or (
+                    self._signing_on and item.transport != self.binary_transport)
                 out.append(item)
-            else:
-                out.append(replace(item, link=self.link, direction=self.direction))
+                continue
+            code = item.code
+            if code.endswith(".skipped-bytes") and (self._signing_on or any(
+                    isinstance(i, Pdu) and i.transport == "mode-e" for i in items[n + 1:n + 2])):
+                code = "mode-e.skipped-bytes"
+            out.append(replace(item, code=code, link=self.link, direction=self.direction))
         return out
+
+    @property
+    def binary_transport(self) -> str | None:
+        return self.binary.transport if self.binary is not None else None

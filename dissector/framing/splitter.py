@@ -125,6 +125,13 @@ class Splitter(ABC):
         self._skip_reasons.add(reason)
         self._in_sync = False
 
+    def skipped(self) -> list[Pdu | Finding]:
+        """The finding about bytes skipped so far and not reported yet (it is otherwise
+        given with the next PDU): for a stream that something else interrupts."""
+        out: list[Pdu | Finding] = []
+        self._report_skip(out)
+        return out
+
     def _report_skip(self, out: list[Pdu | Finding]) -> None:
         if not self._skip_count:
             return

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import select
 import shutil
+import signal
 import threading
 import time
 from typing import Any
@@ -16,6 +18,7 @@ from dissector.live.dissection import LiveDissection
 from dissector.live.rawcapture import LiveError
 from dissector.live.tcp import TcpSource
 
+_CAPTURE_PROGRAMS = ("tshark", "dumpcap")
 #: First protocol of a tshark frame -> pcap link type (SLL is told from SLL2 by its bytes).
 _TSHARK_LINKTYPES = {"eth": 1, "null": 0, "loop": 108, "raw": 101, "ip": 101, "ipv6": 101,
                      "sll": 113}
@@ -150,8 +153,9 @@ class PassiveSniffer(TcpSource):
             async def watch() -> None:
                 while not self.stop_event.is_set() and not task.done():
                     await asyncio.sleep(NET_POLL)
-                with contextlib.suppress(Exception):  # pyshark's own errors on a killed tshark
-                    await cap.close_async()  # ends the dumpcap and tshark pyshark started
+                await _terminate(_capture_children())  # tshark stops the dumpcap it reads
+                with contextlib.suppress(Exception):  # pyshark's errors on a stopped tshark
+                    await cap.close_async()  # reaps what it started
                 task.cancel()
 
             results = loop.run_until_complete(asyncio.gather(task, watch(),
@@ -177,3 +181,43 @@ class PassiveSniffer(TcpSource):
         if linktype is None:
             raise ValueError(f"link layer {first!r} not supported")
         self.packet(data, float(pkt.sniff_timestamp), linktype)
+
+
+def _capture_children() -> list[int]:
+    """The process ids of this process's tshark and dumpcap children (the ones pyshark
+    started), from /proc (Linux; elsewhere none are found and pyshark's own cleanup is left)."""
+    pids: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/children") as f:
+                pids += [int(p) for p in f.read().split()]
+    found = []
+    for pid in pids:
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/comm") as f:
+            if f.read().strip() in _CAPTURE_PROGRAMS:
+                found.append(pid)
+    return found
+
+
+async def _terminate(pids: list[int]) -> None:
+    """Stop capture processes with SIGTERM (tshark then ends the dumpcap it reads from, and
+    dumpcap flushes; SIGKILL could orphan it) and wait for them; SIGKILL only if they hang."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 3
+    while pids and time.monotonic() < deadline:
+        pids = [p for p in pids if _alive(p)]
+        await asyncio.sleep(0.05)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a child process still runs (a zombie, exited and not reaped yet, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return False

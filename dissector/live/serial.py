@@ -34,6 +34,7 @@ from layers.expert import Finding, Severity
 from layers.hdlc_bytes import (
     FLAG,
     FORMAT_TYPE,
+    address_direction,
     fcs_ok,
     frame_length,
     header_direction,
@@ -351,7 +352,8 @@ class SerialSniffer(LiveSource):
         if len(self.readers) == 1:
             return UNKNOWN
         header = parse_header(frame)
-        seen = header_direction(header, frame) if header is not None else None
+        seen = header_direction(header, frame) or address_direction(header) \
+            if header is not None else None
         if not self._checked and seen is not None and fcs_ok(frame):
             self._checked = True
             if seen != self.readers[port].direction:
