@@ -197,13 +197,11 @@ def parse_header(frame: bytes | bytearray) -> Header | None:
 
 
 def header_direction(header: Header, frame: bytes | bytearray) -> str | None:
-    """The one direction rule of the project: which way a frame travels, from its own bytes.
-
-    SNRM and DISC are commands (client->server), UA, DM and FRMR responses; the first segment
-    of an I or UI frame has the LLC E6E6 (command) or E6E7 (response); otherwise a 1-byte
-    address facing a longer one is the client's (server addresses may be longer, client
-    addresses never are). None when the bytes do not tell (e.g. RR between 1-byte addresses).
-    """
+    """Which way a frame travels by what it says of itself: SNRM and DISC are commands
+    (client->server), UA, DM and FRMR responses; the first segment of an I or UI frame has the
+    LLC E6E6 (command) or E6E7 (response). None when the frame does not say (RR, later
+    segments): then, in the project's one direction rule (`dissector.analysis.directions`),
+    what the address pair did before decides, and only then `address_direction`."""
     kind = header.kind
     if kind in _COMMANDS:
         return CLIENT_TO_SERVER
@@ -215,6 +213,12 @@ def header_direction(header: Header, frame: bytes | bytearray) -> str | None:
             return SERVER_TO_CLIENT
         if llc == LLC_REQUEST[:2]:
             return CLIENT_TO_SERVER
+    return None
+
+
+def address_direction(header: Header) -> str | None:
+    """The guess the address sizes allow: a 1-byte address facing a longer one is the
+    client's (server addresses may be longer, client addresses never are)."""
     dest, src = header.destination, header.source
     if len(src) == 1 and len(dest) > 1:
         return CLIENT_TO_SERVER

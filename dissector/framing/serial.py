@@ -104,17 +104,13 @@ class SerialDemux:
         for n, item in enumerate(items):
             if isinstance(item, Pdu):
                 item.link, item.direction = self.link, self.direction
-                self._signing_on = item.transport == "mode-e" or (
-                    self._signing_on and item.transport != self.binary_transport)
+                self._signing_on = item.transport == "mode-e"
                 out.append(item)
                 continue
+            after = items[n + 1] if n + 1 < len(items) else None
             code = item.code
-            if code.endswith(".skipped-bytes") and (self._signing_on or any(
-                    isinstance(i, Pdu) and i.transport == "mode-e" for i in items[n + 1:n + 2])):
+            if code.endswith(".skipped-bytes") and (self._signing_on or (
+                    isinstance(after, Pdu) and after.transport == "mode-e")):
                 code = "mode-e.skipped-bytes"
             out.append(replace(item, code=code, link=self.link, direction=self.direction))
         return out
-
-    @property
-    def binary_transport(self) -> str | None:
-        return self.binary.transport if self.binary is not None else None
