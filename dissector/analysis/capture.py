@@ -41,22 +41,43 @@ def iter_pdus(path: CaptureSource | Sequence[CaptureSource], ports: dict[int, st
     return pdus_from_records(read_capture(path, ports))
 
 
+class Riding:
+    """Findings about the input wait for the next PDU and ride on it into its record."""
+
+    __slots__ = ("notes",)
+
+    def __init__(self) -> None:
+        self.notes: list[Finding] = []
+
+    def take(self, item: Item) -> Pdu | LinkEvent | None:
+        """The item as the analysis takes it, or None (a finding kept for the next PDU, a
+        link that opened)."""
+        if isinstance(item, Pdu):
+            if self.notes:
+                item.findings[:0] = self.notes
+                self.notes = []
+            return item
+        if isinstance(item, LinkEvent):
+            return item if item.kind == "close" else None
+        if isinstance(item, Finding):
+            self.notes.append(item.about_record())
+        return None
+
+    def left(self) -> list[Finding]:
+        """The findings no PDU came after."""
+        notes, self.notes = self.notes, []
+        return notes
+
+
 def units(items: Iterable[Item]) -> Iterator[Pdu | LinkEvent | Finding]:
     """What the analysis takes, in capture order: PDUs (the findings about the input met before
     each one ride on it), link closes, and the findings left after the last PDU."""
-    notes: list[Finding] = []
+    riding = Riding()
     for item in items:
-        if isinstance(item, Pdu):
-            if notes:
-                item.findings[:0] = notes
-                notes = []
-            yield item
-        elif isinstance(item, LinkEvent):
-            if item.kind == "close":
-                yield item
-        elif isinstance(item, Finding):
-            notes.append(item.about_record())
-    yield from notes
+        taken = riding.take(item)
+        if taken is not None:
+            yield taken
+    yield from riding.left()
 
 
 def units_of_capture(path: str | list[str], ports: dict[int, str] | None = None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TextIO
 
+from dissector.analysis.capture import Riding
 from dissector.analysis.pipeline import Dissector
 from dissector.analysis.record import ApduRecord
 from dissector.output.render import Renderer, Writer
@@ -24,20 +25,17 @@ class LiveDissection:
         self.renderer = renderer
         self.writer = Writer(out, renderer.mode)
         self.count = 0
-        self._notes: list[Finding] = []
+        self.riding = Riding()
 
     def process(self, item: Item) -> list[ApduRecord]:
         """One item of the framing stage; the records it completed."""
-        if isinstance(item, Finding):
-            if item.code.startswith(LIVE_CODES):
-                self.writer.finding(item)
-            else:
-                self._notes.append(item.about_record())
+        if isinstance(item, Finding) and item.code.startswith(LIVE_CODES):
+            self.writer.finding(item)
             return []
-        if self._notes and hasattr(item, "findings"):
-            item.findings[:0] = self._notes  # type: ignore[union-attr]
-            self._notes = []
-        records = list(self.dissector.process(item))
+        taken = self.riding.take(item)
+        if taken is None:
+            return []
+        records = list(self.dissector.process(taken))
         for rec in records:
             shown = self.renderer(rec)
             if shown is not None:
@@ -46,5 +44,4 @@ class LiveDissection:
         return records
 
     def finish(self) -> None:
-        self.writer.end([*self._notes, *self.dissector.finish()])
-        self._notes = []
+        self.writer.end([*self.riding.left(), *self.dissector.finish()])
