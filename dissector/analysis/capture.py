@@ -31,14 +31,14 @@ class End:
     summaries: list[dict]
 
 
-def iter_pdus(path: CaptureSource | Sequence[CaptureSource], ports: dict[int, str] | None = None
-              ) -> Iterator[Item]:
+def iter_pdus(path: CaptureSource | Sequence[CaptureSource], ports: dict[int, str] | None = None,
+              count: int | None = None) -> Iterator[Item]:
     """The PDUs, link events and findings of a capture file (or of several files read as one),
     lazily, in capture order.
 
     Raises `CaptureError` at once when a file is not a readable capture.
     """
-    return pdus_from_records(read_capture(path, ports))
+    return pdus_from_records(read_capture(path, ports, count))
 
 
 class Riding:
@@ -80,15 +80,15 @@ def units(items: Iterable[Item]) -> Iterator[Pdu | LinkEvent | Finding]:
     yield from riding.left()
 
 
-def units_of_capture(path: str | list[str], ports: dict[int, str] | None = None
-                     ) -> Iterator[Pdu | LinkEvent | Finding]:
+def units_of_capture(path: str | list[str], ports: dict[int, str] | None = None,
+                     count: int | None = None) -> Iterator[Pdu | LinkEvent | Finding]:
     """`units` of a capture (or of several files read as one). A capture none of whose
     records has a supported link type is a `CaptureError`."""
     unsupported: list[str] = []
     pdus = 0
 
     def watched() -> Iterator[Item]:
-        for item in iter_pdus(path, ports):
+        for item in iter_pdus(path, ports, count):
             if isinstance(item, Finding) and item.code == "capture.unsupported-linktype":
                 unsupported.append(item.message)
             yield item

@@ -94,7 +94,7 @@ def _worker(jobs_in: Any, results: Any, keystore: Keystore, render: Render,
 
 
 def run_parallel(paths: str | list[str], ports: dict[int, str] | None, keystore: Keystore,
-                 jobs: int, render: Render, keep_stats: bool = True
+                 jobs: int, render: Render, keep_stats: bool = True, count: int | None = None
                  ) -> Iterator[Numbered | End]:
     """The rendered records in capture order, numbered from 1 as a serial run numbers them
     (None renderings are counted, not given), then the `End`."""
@@ -154,7 +154,7 @@ def run_parallel(paths: str | list[str], ports: dict[int, str] | None, keystore:
                     yield Numbered(number, item)
 
     try:
-        for seq, item in enumerate(units_of_capture(paths, ports)):
+        for seq, item in enumerate(units_of_capture(paths, ports, count)):
             w = owner(item, jobs)
             outgoing[w].append((seq, item))
             owners.append(w)

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import NoReturn, TextIO
 
 from dissector.analysis.capture import End, Numbered
+from dissector.output.columns import Columns
 from dissector.output.render import Renderer, Writer
 from keys.keystore import Keystore, default_keystore_path, keystore_from_flags, load_keystore
 
@@ -24,10 +25,22 @@ class Parser(argparse.ArgumentParser):
     """argparse, but its error messages never repeat the values given (they may be keys)."""
 
     def error(self, message: str) -> NoReturn:
-        message = re.sub(r"(unrecognized arguments|invalid choice|invalid \w+ value):.*",
+        message = re.sub(r"unrecognized arguments: (.*)", _unrecognized, message)
+        message = re.sub(r"(invalid choice|invalid \w+ value):.*",
                          r"\1 (not repeated here: arguments may hold keys)", message)
         self.print_usage(sys.stderr)
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _unrecognized(match: re.Match[str]) -> str:
+    """Name the unknown options, not the values (a value may be a key)."""
+    words = match.group(1).split()
+    flags = [w.split("=", 1)[0] for w in words if w.startswith("-") and len(w) > 1]
+    values = len(words) - len(flags)
+    named = f"unrecognized option(s): {' '.join(flags)}" if flags else "unrecognized arguments"
+    if values:
+        named += f" ({values} other argument(s), not repeated here: arguments may hold keys)"
+    return named
 
 
 def positive(text: str) -> int:
@@ -45,8 +58,22 @@ def key_options(p: argparse.ArgumentParser) -> None:
 
 
 def output_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-V", dest="verbose", action="store_true", help="print the full tree")
-    p.add_argument("--json", action="store_true", help="one JSON object per APDU")
+    g = p.add_argument_group("output")
+    g.add_argument("-V", dest="verbose", action="store_true",
+                   help="print the full tree of each APDU (every field, the security control"
+                        " byte bit by bit, the deciphered APDU under its envelope)")
+    g.add_argument("--json", action="store_true",
+                   help="one JSON object per APDU, one a line (the same as -T jsonl)")
+    g.add_argument("-T", dest="format", choices=("text", "json", "jsonl", "fields"),
+                   help="output format: text (summary, or the tree with -V), json (one array,"
+                        " as tshark -T json), jsonl (one object a line), fields (-e)")
+    g.add_argument("-e", dest="fields", action="append", default=[], metavar="FIELD",
+                   help="with -T fields: a field to print (repeatable; `dlms-dissect fields`"
+                        " lists them, e.g. -e number -e apdu -e security.key_kind)")
+    g.add_argument("-E", dest="field_options", action="append", default=[],
+                   metavar="OPTION=VALUE",
+                   help="with -T fields, as tshark: header=y|n, separator=/t|/s|C,"
+                        " occurrence=f|l|a, aggregator=/s|C, quote=d|s|n")
 
 
 def load_keys(args: argparse.Namespace) -> Keystore:
@@ -62,18 +89,36 @@ def load_keys(args: argparse.Namespace) -> Keystore:
 
 
 def mode(args: argparse.Namespace) -> str:
-    return "json" if args.json else "tree" if args.verbose else "summary"
+    """The output mode the options ask for (the `-T` format wins over --json and -V)."""
+    form = getattr(args, "format", None)
+    if form == "fields":
+        return "fields"
+    if form == "json":
+        return "json-array"
+    if form == "jsonl" or args.json:
+        return "json"
+    return "tree" if args.verbose else "summary"
+
+
+def columns(args: argparse.Namespace) -> Columns | None:
+    """The `-e`/`-E` columns of `-T fields`; a usage error when they come without it."""
+    if mode(args) != "fields":
+        if getattr(args, "fields", None) or getattr(args, "field_options", None):
+            raise UsageError("-e and -E go with -T fields")
+        return None
+    return Columns.parse(args.fields, args.field_options)
 
 
 def renderer(args: argparse.Namespace, display_filter: str | None = None) -> Renderer:
     """The records' rendering the options ask for (format, display filter, `-w` export)."""
-    return Renderer(mode(args), display_filter, export=bool(getattr(args, "write", None)))
+    return Renderer(mode(args), display_filter, export=bool(getattr(args, "write", None)),
+                    columns=columns(args))
 
 
 def emit(out: TextIO, args: argparse.Namespace, items: Iterable[Numbered | End]) -> list[dict]:
     """Write numbered records (and the end-of-input findings) to `out` and to the `-w`
     export; return the association summaries."""
-    writer = Writer(out, mode(args), flush_each=False)
+    writer = Writer(out, mode(args), flush_each=False, columns=columns(args))
     pcap = None
     if getattr(args, "write", None):
         from dissector.output.pcap import PcapOut
@@ -89,8 +134,20 @@ def emit(out: TextIO, args: argparse.Namespace, items: Iterable[Numbered | End])
             else:
                 writer.end(item.findings)
                 stats = item.summaries
+        writer.close()
     finally:
         out.flush()
         if pcap is not None:
             pcap.close()
     return stats
+
+
+def version() -> str:
+    """The installed package's version."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("dlms-dissector")
+    except PackageNotFoundError:
+        return "0 (not installed)"

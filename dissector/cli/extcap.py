@@ -18,6 +18,7 @@ import threading
 from pathlib import Path
 from typing import TextIO
 
+from dissector.cli.common import version
 from dissector.sources.frames import LINKTYPE_USER0
 
 INTERFACE = "dlms-serial"
@@ -25,15 +26,6 @@ DISPLAY = "DLMS serial tap"
 LAUNCHER = "dlms-serial-tap"
 BAUDS = (300, 600, 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 DEFAULT_BAUD = 9600
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("dlms-dissector")
-    except PackageNotFoundError:
-        return "0"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -70,7 +62,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def interfaces_text() -> str:
     """Answer to `--extcap-interfaces`."""
-    return (f"extcap {{version={_version()}}}{{display=DLMS/COSEM serial capture}}\n"
+    return (f"extcap {{version={version()}}}{{display=DLMS/COSEM serial capture}}\n"
             f"interface {{value={INTERFACE}}}{{display={DISPLAY}}}\n")
 
 

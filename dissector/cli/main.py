@@ -8,7 +8,7 @@ import sys
 from typing import TextIO
 
 from dissector.cli import decode, fields, keys, read, sniff
-from dissector.cli.common import Parser, UsageError
+from dissector.cli.common import Parser, UsageError, version
 from dissector.sources.capture import CaptureError
 from keys.keystore import KeystoreError
 
@@ -16,8 +16,19 @@ COMMANDS = {"decode": decode.run, "read": read.run, "keys": keys.run, "sniff": s
             "extcap": sniff.run, "fields": fields.run}
 
 
+EXAMPLES = """examples:
+  dlms-dissect read pcaps/seed-case.pcap --keys pcaps/seed-case.keys.toml
+  dlms-dissect decode 7EA0106103527CE2E6E7000E060006DD487E
+  dlms-dissect sniff serial /dev/ttyUSB0 --baud 9600 -w line.pcapng
+  dlms-dissect fields
+  dlms-dissect COMMAND --help        (each command's options and examples)
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="dlms-dissect", description="DLMS/COSEM dissector with decryption")
+    parser = Parser(prog="dlms-dissect", description="DLMS/COSEM dissector with decryption",
+                    epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     decode.add_parser(sub)
     read.add_parser(sub)

@@ -6,14 +6,30 @@ import argparse
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-from dissector.cli.common import emit, key_options, load_keys, output_options, positive, renderer
+from dissector.cli.common import (
+    UsageError,
+    emit,
+    key_options,
+    load_keys,
+    output_options,
+    positive,
+    renderer,
+)
 
 
 def add_parser(sub: Any) -> None:
-    rd = sub.add_parser("read", help="dissect capture files (pcap or pcapng)")
-    rd.add_argument("capture", nargs="+",
+    rd = sub.add_parser("read", help="dissect capture files (pcap or pcapng)",
+                        description="Dissect capture files: every APDU, deciphered where the"
+                                    " keys allow, with the key that protected it.",
+                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    rd.add_argument("capture", nargs="*",
                     help="one capture, or several read one after the other as one capture"
                          " (ring-buffer files in order)")
+    rd.add_argument("-r", dest="read_files", action="append", default=[], metavar="FILE",
+                    help="a capture to read, as tshark -r (repeatable; with the positional"
+                         " ones, in order)")
+    rd.add_argument("-c", dest="count", type=positive, metavar="N",
+                    help="read only the first N capture records (frames), as tshark -c")
     output_options(rd)
     rd.add_argument("-Y", dest="filter", metavar="FILTER",
                     help='display filter on JSON fields, e.g. \'security.key_kind == "dedicated"\'')
@@ -28,6 +44,16 @@ def add_parser(sub: Any) -> None:
     key_options(rd)
 
 
+EXAMPLES = """examples:
+  dlms-dissect read pcaps/seed-case.pcap --keys pcaps/seed-case.keys.toml
+  dlms-dissect read -r capture.pcapng -V --keys meters.toml
+  dlms-dissect read capture.pcap -Y 'security.key_kind == "dedicated"' --json
+  dlms-dissect read capture.pcap -T fields -e number -e apdu -e security.key_kind -E header=y
+  dlms-dissect read ring_00001.pcapng ring_00002.pcapng --jobs 2 --stats
+  dlms-dissect read capture.pcap --port 4061:hdlc -w deciphered.pcapng
+"""
+
+
 def _numbered_filter(args: argparse.Namespace) -> bool:
     """A -Y filter on the record number: only the serial run knows numbers while filtering."""
     from dissector.output.filter import filter_fields
@@ -40,6 +66,9 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     from dissector.analysis.pipeline import Dissector
     from dissector.framing.splitter import parse_port_spec
 
+    files = [*args.capture, *args.read_files]
+    if not files:
+        raise UsageError("read: give a capture file (or -r FILE)")
     store = load_keys(args)
     ports = dict(parse_port_spec(p) for p in args.port) or None
     render = renderer(args, args.filter)
@@ -47,11 +76,11 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     if args.jobs > 1 and not _numbered_filter(args):
         from dissector.analysis.parallel import run_parallel
 
-        items = run_parallel(args.capture, ports, store, args.jobs, render,
-                             keep_stats=args.stats)
+        items = run_parallel(files, ports, store, args.jobs, render, keep_stats=args.stats,
+                             count=args.count)
     else:
         dis = Dissector(store, keep_stats=args.stats)
-        items = run_serial(dis, units_of_capture(args.capture, ports), render)
+        items = run_serial(dis, units_of_capture(files, ports, args.count), render)
     stats = emit(out, args, items)
     if args.stats:
         out.write(stats_text(stats))

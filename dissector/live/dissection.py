@@ -23,7 +23,7 @@ class LiveDissection:
     def __init__(self, dissector: Dissector, out: TextIO, renderer: Renderer) -> None:
         self.dissector = dissector
         self.renderer = renderer
-        self.writer = Writer(out, renderer.mode)
+        self.writer = Writer(out, renderer.mode, columns=renderer.columns)
         self.count = 0
         self.riding = Riding()
 
@@ -45,3 +45,4 @@ class LiveDissection:
 
     def finish(self) -> None:
         self.writer.end([*self.riding.left(), *self.dissector.finish()])
+        self.writer.close()

@@ -97,7 +97,13 @@ def known_field(path: str) -> bool:
     return path in FIELDS or path.startswith(OPEN_PREFIXES)
 
 
-def _values(record: Any, path: str) -> list[Any]:
+def field_values(record: Any, path: str, names: bool = False) -> list[Any]:
+    """Every value a path reaches (lists are walked: a list field has several); an enumerated
+    value gives its name and its number, or its name alone with `names`."""
+    return _values(record, path, names)
+
+
+def _values(record: Any, path: str, names: bool = False) -> list[Any]:
     """Every value a path reaches (lists are walked: a list field has several)."""
     current = [record]
     for part in path.split("."):
@@ -111,7 +117,8 @@ def _values(record: Any, path: str) -> list[Any]:
     for value in current:
         for item in value if isinstance(value, list) else [value]:
             if isinstance(item, dict) and "value" in item and "name" in item:
-                out.extend([item["name"], item["value"]])  # an enumeration: name or number
+                # an enumeration: its name or its number
+                out.extend([item["name"]] if names else [item["name"], item["value"]])
             else:
                 out.append(item)
     return out

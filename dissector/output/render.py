@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from dissector.analysis.record import ApduRecord
+from dissector.output.columns import Columns
 from dissector.output.filter import compile_filter
 from dissector.output.jsonout import encode, record_json
 from dissector.output.pcap import PcapItem, pcap_item
@@ -20,7 +21,7 @@ from dissector.output.redact import withhold_keys
 from dissector.output.text import finding_lines, summary_line, tree_lines
 from layers.expert import Finding
 
-MODES = ("summary", "tree", "json")
+MODES = ("summary", "tree", "json", "json-array", "fields")
 
 
 @dataclass(slots=True)
@@ -30,11 +31,15 @@ class Rendered:
     body: str
     mode: str
     pcap: PcapItem | None = None
+    cells: list[str | None] | None = None  # -T fields: the values, None where the number goes
+    columns: Columns | None = None
 
     def text(self, number: int) -> str:
         """The record's text, numbered."""
-        if self.mode == "json":
+        if self.mode in ("json", "json-array"):
             return f'{{"number": {number}, {self.body}'
+        if self.columns is not None and self.cells is not None:
+            return self.columns.line(self.cells, number)
         return f"{number:4d} {self.body}"
 
 
@@ -43,10 +48,13 @@ class Renderer:
     through the redaction step first."""
 
     def __init__(self, mode: str = "summary", display_filter: str | None = None,
-                 export: bool = False) -> None:
+                 export: bool = False, columns: Columns | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown output mode {mode!r}")
+        if (mode == "fields") != (columns is not None):
+            raise ValueError("the fields mode goes with its columns (-T fields -e FIELD)")
         self.mode = mode
+        self.columns = columns
         self.keep: Callable[[dict[str, Any]], bool] | None = \
             compile_filter(display_filter) if display_filter else None
         self.export = export
@@ -54,31 +62,48 @@ class Renderer:
     def __call__(self, rec: ApduRecord) -> Rendered | None:
         withhold_keys(rec)
         mode = self.mode
-        as_json = record_json(rec) if self.keep is not None or mode == "json" else None
+        as_json = record_json(rec) if self.keep is not None or mode in (
+            "json", "json-array", "fields") else None
         if self.keep is not None and not self.keep(as_json):  # type: ignore[arg-type]
             return None
-        if mode == "json":
+        pcap = pcap_item(rec) if self.export else None
+        if self.columns is not None:
+            return Rendered("", mode, pcap, self.columns.cells(as_json), self.columns)
+        if mode in ("json", "json-array"):
             assert as_json is not None
             del as_json["number"]
-            body = encode(as_json)[1:] + "\n"
+            body = encode(as_json)[1:] + ("\n" if mode == "json" else "")
         elif mode == "tree":
             body = "\n".join(tree_lines(rec)) + "\n\n"
         else:
             body = "\n".join([summary_line(rec), *finding_lines(rec)]) + "\n"
-        return Rendered(body, mode, pcap_item(rec) if self.export else None)
+        return Rendered(body, mode, pcap)
 
 
 class Writer:
     """Prints numbered records and the end-of-input findings; flushes each record (live use)
     unless told not to (`read`: the stream's own buffering, as tshark -r without -l)."""
 
-    def __init__(self, out: TextIO, mode: str = "summary", flush_each: bool = True) -> None:
+    def __init__(self, out: TextIO, mode: str = "summary", flush_each: bool = True,
+                 columns: Columns | None = None) -> None:
         self.out = out
         self.mode = mode
         self.flush_each = flush_each
+        self.written = 0
+        if columns is not None and columns.header:
+            self.write_text(columns.header_line())
 
     def write(self, item: Rendered, number: int) -> None:
-        self.write_text(item.text(number))
+        text = item.text(number)
+        if self.mode == "json-array":  # tshark -T json: one array, one record per element
+            text = ("[\n  " if not self.written else ",\n  ") + text
+        self.written += 1
+        self.write_text(text)
+
+    def close(self) -> None:
+        """After the last record (and the end-of-input findings)."""
+        if self.mode == "json-array":
+            self.write_text("[\n]\n" if not self.written else "\n]\n")
 
     def write_text(self, text: str) -> None:
         self.out.write(text)
@@ -98,7 +123,12 @@ class Writer:
 
     def end(self, findings: list[Finding]) -> None:
         """Findings about the input as a whole (what never completed), after the last APDU."""
-        if not findings:
+        if not findings or self.mode == "fields":
+            return
+        if self.mode == "json-array":
+            obj = encode({"end": True, "expert": [f.as_dict() for f in findings]})
+            self.write_text(("[\n  " if not self.written else ",\n  ") + obj)
+            self.written += 1
             return
         if self.mode == "json":
             self.out.write(encode({"end": True, "expert": [f.as_dict() for f in findings]})

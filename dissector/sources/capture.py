@@ -42,7 +42,8 @@ CaptureSource = str | os.PathLike[str] | BinaryIO
 
 
 def read_capture(
-    path: CaptureSource | Sequence[CaptureSource], ports: dict[int, str] | None = None
+    path: CaptureSource | Sequence[CaptureSource], ports: dict[int, str] | None = None,
+    count: int | None = None,
 ) -> Iterator[Record | LinkEvent | Finding]:
     """Stream the DLMS records of a pcap or pcapng file (optionally gzipped), in capture order.
 
@@ -52,9 +53,9 @@ def read_capture(
     `ports` maps extra DLMS port numbers to the transport they carry ("hdlc", "wrapper" or
     "raw"). Opening errors raise `CaptureError` at once, for every file before any is read;
     records are produced lazily, one capture record at a time, so memory does not grow with
-    the files.
+    the files. With `count`, only the first `count` capture records are read (`tshark -c`).
     """
-    return _records(_open_all(path), ports or {})
+    return _records(_open_all(path), ports or {}, count)
 
 
 def _open_all(path: CaptureSource | Sequence[CaptureSource]) -> list[tuple[Any, str]]:
@@ -108,28 +109,31 @@ def _open(path: CaptureSource) -> tuple[Any, str]:
         raise CaptureError(f"{label}: not a readable pcap or pcapng file ({exc})") from None
 
 
-def _records(readers: list[tuple[Any, str]], ports: dict[int, str]
+def _records(readers: list[tuple[Any, str]], ports: dict[int, str], count: int | None
              ) -> Iterator[Record | LinkEvent | Finding]:
     decoder = FrameDecoder(ports)
     frame_no = 0
     try:
         for reader, label in readers:
-            frame_no = yield from _file_records(reader, label, decoder, frame_no)
+            if count is not None and frame_no >= count:
+                break
+            frame_no = yield from _file_records(reader, label, decoder, frame_no, count)
         yield from decoder.finish()
     finally:
         for reader, _ in readers:
             reader.close()
 
 
-def _file_records(reader: Any, label: str, decoder: FrameDecoder, frame_no: int
-                  ) -> Generator[Record | LinkEvent | Finding, None, int]:
-    """The records of one file, frames numbered on from `frame_no`; returns the last number."""
+def _file_records(reader: Any, label: str, decoder: FrameDecoder, frame_no: int,
+                  count: int | None = None) -> Generator[Record | LinkEvent | Finding, None, int]:
+    """The records of one file, frames numbered on from `frame_no` (up to `count`); returns
+    the last number."""
     pcapng = isinstance(reader, RawPcapNgReader)
     scale = 1e-9 if getattr(reader, "nano", False) else 1e-6
     linktype = getattr(reader, "linktype", None)
     time = 0.0
     packets = iter(reader)
-    while True:
+    while count is None or frame_no < count:
         try:
             data, meta = next(packets)
         except StopIteration:
