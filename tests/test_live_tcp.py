@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -212,12 +213,14 @@ def test_tap_gives_up_on_a_meter_that_stays_away() -> None:
         assert lines.wait(lambda objs: events(objs, "tap.forward-failed"))
 
 
-def test_cli_tap_with_ctrl_c(tmp_path: Path) -> None:
+def run_cli_tap(extra: list[str], before_stop: Callable[[], None] = lambda: None
+                ) -> tuple[FakeMeter, subprocess.Popen, str, str]:
+    """`dlms-dissect sniff tcp --listen` between a client and a fake meter playing the
+    scenario, stopped with Ctrl-C once the meter is done: (meter, process, stdout, stderr)."""
     msgs = messages()
     meter = FakeMeter(msgs)
-    capture = tmp_path / "cli-tap.pcapng"
     cmd = [sys.executable, "-m", "dissector", "sniff", "tcp", "--listen", "127.0.0.1:0",
-           "--forward", f"127.0.0.1:{meter.address[1]}", "-w", str(capture), "--stats",
+           "--forward", f"127.0.0.1:{meter.address[1]}", *extra,
            *key_args(scenario_keys(SCENARIO))]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -227,12 +230,19 @@ def test_cli_tap_with_ctrl_c(tmp_path: Path) -> None:
         play_client(("127.0.0.1", port), msgs)
         meter.thread.join(WAIT)
         time.sleep(0.5)
+        before_stop()
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=WAIT)
     finally:
         if proc.poll() is None:
             proc.kill()
         meter.close()
+    return meter, proc, out, err
+
+
+def test_cli_tap_with_ctrl_c(tmp_path: Path) -> None:
+    capture = tmp_path / "cli-tap.pcapng"
+    meter, proc, out, err = run_cli_tap(["-w", str(capture), "--stats"])
     assert proc.returncode == 0, err
     assert meter.problems == []
     assert "Traceback" not in err

@@ -112,7 +112,7 @@ def columns(args: argparse.Namespace) -> Columns | None:
 def renderer(args: argparse.Namespace, display_filter: str | None = None) -> Renderer:
     """The records' rendering the options ask for (format, display filter, `-w` export)."""
     return Renderer(mode(args), display_filter, export=bool(getattr(args, "write", None)),
-                    columns=columns(args))
+                    columns=columns(args), flow=bool(getattr(args, "flow", None)))
 
 
 def emit(out: TextIO, args: argparse.Namespace, items: Iterable[Numbered | End]) -> list[dict]:
@@ -124,6 +124,12 @@ def emit(out: TextIO, args: argparse.Namespace, items: Iterable[Numbered | End])
         from dissector.output.pcap import PcapOut
 
         pcap = PcapOut(args.write)
+    flow = None
+    if getattr(args, "flow", None):
+        from dissector.output.flow import FlowWriter
+
+        sources = [*getattr(args, "capture", []), *getattr(args, "read_files", [])]
+        flow = FlowWriter(args.flow, " ".join(sources))
     stats: list[dict] = []
     try:
         for item in items:
@@ -131,6 +137,9 @@ def emit(out: TextIO, args: argparse.Namespace, items: Iterable[Numbered | End])
                 writer.write(item.item, item.number)
                 if pcap is not None:
                     pcap.write_item(item.item.pcap)
+                if flow is not None and item.item.flow is not None:
+                    item.item.flow["number"] = item.number  # capture-wide under --jobs
+                    flow.add(item.item.flow)
             else:
                 writer.end(item.findings)
                 stats = item.summaries
@@ -139,6 +148,8 @@ def emit(out: TextIO, args: argparse.Namespace, items: Iterable[Numbered | End])
         out.flush()
         if pcap is not None:
             pcap.close()
+        if flow is not None:
+            flow.close()
     return stats
 
 

@@ -36,6 +36,8 @@ def add_parser(sub: Any) -> None:
     rd.add_argument("-w", dest="write", metavar="OUT.pcapng",
                     help="write each deciphered APDU as wrapper-over-UDP-4059 (the export; the"
                          " capture itself is the input file)")
+    rd.add_argument("--flow", metavar="OUT.html",
+                    help="write the association flow diagram (one self-contained HTML page)")
     rd.add_argument("--stats", action="store_true", help="per-association statistics at the end")
     rd.add_argument("--jobs", type=positive, default=1, metavar="N",
                     help="dissect associations in N processes (output stays in capture order)")

@@ -36,6 +36,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stats", action="store_true",
                    help="per-association statistics when stopped (Ctrl-C)")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
+    p.add_argument("--flow", metavar="OUT.html",
+                   help="write the association flow diagram when the capture stops")
     key_options(p)
 
 
@@ -150,7 +152,12 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     dis = Dissector(load_keys(args))
     stop = threading.Event()
     try:
-        dissection = LiveDissection(dis, out, renderer(args, args.display_filter))
+        flow = None
+        if args.flow:
+            from dissector.output.flow import FlowWriter
+
+            flow = FlowWriter(args.flow, f"live {args.sniff_command}")
+        dissection = LiveDissection(dis, out, renderer(args, args.display_filter), flow)
         source = make_source(args, dissection, stop)
         source.open()
     except LiveError as exc:

@@ -9,6 +9,7 @@ from typing import TextIO
 from dissector.analysis.capture import Riding
 from dissector.analysis.pipeline import Dissector
 from dissector.analysis.record import ApduRecord
+from dissector.output.flow import FlowWriter
 from dissector.output.render import Renderer, Writer
 from dissector.stages import Item
 from layers.expert import Finding
@@ -20,9 +21,11 @@ LIVE_CODES = ("serial.", "tap.", "sniff.")
 class LiveDissection:
     """Records as `read` prints them (summary, tree or JSON lines), each flushed at once."""
 
-    def __init__(self, dissector: Dissector, out: TextIO, renderer: Renderer) -> None:
+    def __init__(self, dissector: Dissector, out: TextIO, renderer: Renderer,
+                 flow: FlowWriter | None = None) -> None:
         self.dissector = dissector
         self.renderer = renderer
+        self.flow = flow  # the flow page, written when the capture stops
         self.writer = Writer(out, renderer.mode, columns=renderer.columns)
         self.count = 0
         self.riding = Riding()
@@ -41,8 +44,12 @@ class LiveDissection:
             if shown is not None:
                 self.writer.write(shown, rec.number)
                 self.count += 1
+                if self.flow is not None and shown.flow is not None:
+                    self.flow.add(shown.flow)
         return records
 
     def finish(self) -> None:
         self.writer.end([*self.riding.left(), *self.dissector.finish()])
         self.writer.close()
+        if self.flow is not None:
+            self.flow.close()

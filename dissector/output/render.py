@@ -15,6 +15,7 @@ from typing import Any, TextIO
 from dissector.analysis.record import ApduRecord
 from dissector.output.columns import Columns
 from dissector.output.filter import compile_filter
+from dissector.output.flow import flow_item
 from dissector.output.jsonout import encode, record_json
 from dissector.output.pcap import PcapItem, pcap_item
 from dissector.output.redact import withhold_keys
@@ -33,6 +34,7 @@ class Rendered:
     pcap: PcapItem | None = None
     cells: list[str | None] | None = None  # -T fields: the values, None where the number goes
     columns: Columns | None = None
+    flow: dict[str, Any] | None = None  # --flow: what the flow page takes of the record
 
     def text(self, number: int) -> str:
         """The record's text, numbered."""
@@ -48,13 +50,15 @@ class Renderer:
     through the redaction step first."""
 
     def __init__(self, mode: str = "summary", display_filter: str | None = None,
-                 export: bool = False, columns: Columns | None = None) -> None:
+                 export: bool = False, columns: Columns | None = None,
+                 flow: bool = False) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown output mode {mode!r}")
         if (mode == "fields") != (columns is not None):
             raise ValueError("the fields mode goes with its columns (-T fields -e FIELD)")
         self.mode = mode
         self.columns = columns
+        self.flow = flow
         self.keep: Callable[[dict[str, Any]], bool] | None = \
             compile_filter(display_filter) if display_filter else None
         self.export = export
@@ -62,13 +66,14 @@ class Renderer:
     def __call__(self, rec: ApduRecord) -> Rendered | None:
         withhold_keys(rec)
         mode = self.mode
-        as_json = record_json(rec) if self.keep is not None or mode in (
+        as_json = record_json(rec) if self.keep is not None or self.flow or mode in (
             "json", "json-array", "fields") else None
         if self.keep is not None and not self.keep(as_json):  # type: ignore[arg-type]
             return None
         pcap = pcap_item(rec) if self.export else None
+        flow = flow_item(rec, dict(as_json)) if self.flow and as_json is not None else None
         if self.columns is not None:
-            return Rendered("", mode, pcap, self.columns.cells(as_json), self.columns)
+            return Rendered("", mode, pcap, self.columns.cells(as_json), self.columns, flow)
         if mode in ("json", "json-array"):
             assert as_json is not None
             del as_json["number"]
@@ -77,7 +82,7 @@ class Renderer:
             body = "\n".join(tree_lines(rec)) + "\n\n"
         else:
             body = "\n".join([summary_line(rec), *finding_lines(rec)]) + "\n"
-        return Rendered(body, mode, pcap)
+        return Rendered(body, mode, pcap, flow=flow)
 
 
 class Writer:
