@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import json
 import tempfile
-from array import array
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from dissector.analysis.record import ApduRecord
+from dissector.output.flow_model import Association, key_kind_of
 from dissector.output.jsonout import record_json
 from dissector.output.text import summary_line
 from layers.apdu.acse_fields import MECHANISM_OID, MECHANISMS, dlms_id
@@ -151,41 +150,6 @@ def flow_item(rec: ApduRecord, as_json: dict[str, Any] | None = None) -> dict[st
         "fields": clean(fields_text(data["fields"]), FIELDS_CHARS),  # whole lines, then cut
         "acse": _acse(data["apdu"], data["fields"]),
     }
-
-
-def key_kind_of(item: dict[str, Any]) -> str:
-    """The arrow's colour class: the JSON key_kind, `none` (plaintext), `unknown`."""
-    sec = item.get("security")
-    if sec is None:
-        return "none"
-    return str(sec.get("key_kind") or "unknown")
-
-
-@dataclass
-class Association:
-    """What the index and the ladder need of one association; bounded whatever its size."""
-
-    number: int
-    link: str
-    kind: str  # "aarq", "push" or "no-aarq"
-    start: float
-    meter_direction: str = "server->client"  # push: the direction its notifications came
-    client_title: str | None = None
-    server_title: str | None = None
-    mechanism: str | None = None
-    result: str | None = None
-    apdus: int = 0
-    link_frames: int = 0
-    not_drawn: int = 0
-    kinds: dict[str, int] = field(default_factory=dict)
-    severities: dict[str, int] = field(default_factory=dict)
-    first_issue: dict[str, Any] | None = None
-    offsets: array = field(default_factory=lambda: array("q"))  # spool offset, length pairs
-    requests: dict[int, tuple[int, int]] | None = field(default_factory=dict)
-
-    @property
-    def drawn(self) -> int:
-        return len(self.offsets) // 2
 
 
 PageLimits = tuple[int, int, int]

@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import json
 from html import escape
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
-from dissector.output.flow import Association, key_kind_of
 from dissector.output.flow_assets import CSS, SCRIPT
-
-if TYPE_CHECKING:
-    from dissector.output.flow import FlowWriter
+from dissector.output.flow_model import Association, PageData, key_kind_of
 
 #: key kind -> (colour, legend text). Stable: tests and users read them.
 KEY_KINDS: dict[str, tuple[str, str]] = {
@@ -189,7 +186,7 @@ def _tie(row: int, item: dict[str, Any]) -> str:
             f'<path d="M{RIGHT + 62} {y2} l8 -4 v8 z" fill="{colour}"/></g>')
 
 
-def _ladder(out: TextIO, writer: FlowWriter, assoc: Association) -> None:
+def _ladder(out: TextIO, writer: PageData, assoc: Association) -> None:
     """The SVG of one association, then its details data for the script."""
     left, right = _lanes(assoc)
     height = TOP + max(assoc.drawn, 1) * ROW + 16
@@ -254,7 +251,7 @@ def _issue(assoc: Association) -> str:
             f'{_e(f.get("code"))}</a><br><span class="msg">{_e(short)}</span>')
 
 
-def _index(writer: FlowWriter) -> str:
+def _index(writer: PageData) -> str:
     rows = []
     for a in writer.associations:
         mech = a.mechanism or ("push session" if a.kind == "push" else
@@ -273,7 +270,7 @@ def _index(writer: FlowWriter) -> str:
             + "".join(rows) + "</tbody></table></section>")
 
 
-def _cap_note(writer: FlowWriter) -> str:
+def _cap_note(writer: PageData) -> str:
     parts = []
     if writer.left_out_associations:
         parts.append(f"{writer.left_out_associations} more association(s) with "
@@ -292,7 +289,7 @@ def _cap_note(writer: FlowWriter) -> str:
     return f'<p class="note" id="cap-note">{_e("; ".join(parts))}.</p>'
 
 
-def write_page(out: TextIO, writer: FlowWriter) -> None:
+def write_page(out: TextIO, writer: PageData) -> None:
     """The whole page, association after association (only one in memory at a time)."""
     total = sum(a.apdus for a in writer.associations)
     title = f"DLMS association flow{': ' + writer.title if writer.title else ''}"
