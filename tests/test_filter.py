@@ -36,11 +36,13 @@ TABLE = {
     "frames in {1 4}": [1, 4],
     'apdu in {"aare", "confirmed-service-error"}': [2, 4],
     # list fields: == matches when any element does, != when none does (Wireshark 4)
-    'expert.severity == "error"': [4],
-    'expert.severity != "error"': [1, 2, 3],
+    'expert.severity == "error"': [],  # nothing malformed in the seed case
+    'expert.severity == "warning"': [1, 3, 4],
+    'expert.severity != "warning"': [2],  # no finding at all
+    'expert.severity != "note"': [2, 4],
     'expert.code == "assoc.ded-before-auth"': [3],
     'expert.severity ~= "note"': [1, 3, 4],  # some finding is not a note
-    'expert.severity === "warning"': [],  # every finding a warning: none here
+    'expert.severity === "warning"': [4],  # every finding a warning
     "expert": [1, 3, 4],  # present: not empty
     "response_time > 0.2": [2, 4],
     "security.tag_verified == true": [1, 2, 3],

@@ -188,8 +188,10 @@ def test_seed_case_page(tmp_path: Path) -> None:
     pass3, error = dom.arrows[2], dom.arrows[3]
     assert pass3["stroke"] == KEY_KINDS["dedicated"][0]
     assert ("warning", "assoc.ded-before-auth") in pass3["marks"]
-    assert error["data-severity"] == "error" and error["data-answers"] == pass3["data-n"]
-    assert ("error", "assoc.error-response") in error["marks"]
+    # a peer's error answer is a warning (Wireshark's severities: error = malformed or a
+    # failed check)
+    assert error["data-severity"] == "warning" and error["data-answers"] == pass3["data-n"]
+    assert ("warning", "assoc.error-response") in error["marks"]
     assert {"data-from": error["data-n"], "data-to": pass3["data-n"]} in \
         [{k: t[k] for k in ("data-from", "data-to")} for t in dom.ties]
     html = page.read_text()  # self-contained: nothing to fetch

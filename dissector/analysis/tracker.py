@@ -237,7 +237,7 @@ class Tracker:
         diag = getattr(pkt, "diagnostic", None)
         if result not in (None, 0):
             reason = f"{diag[0]} {diag[2]}" if diag else "no diagnostic"
-            rec.findings.append(Finding("error", "assoc.rejected",
+            rec.findings.append(Finding("warning", "assoc.rejected",
                                         f"AARE rejects the association ({reason})"))
             st.release()
         elif diag is not None and diag[1] == 14:
@@ -319,7 +319,7 @@ class Tracker:
         result = next((p.fields.get("result") for p in iter_tree(pkt)
                        if "result" in p.fields), None)
         if result not in (None, 0):
-            rec.findings.append(Finding("error", "assoc.hls-refused",
+            rec.findings.append(Finding("warning", "assoc.hls-refused",
                                         "the server refused HLS pass 3: the association is not"
                                         " authenticated"))
             return
@@ -431,7 +431,7 @@ class Tracker:
         how = f"{req.apdu}, {sec['key_kind']} key" if sec and sec["key_kind"] else req.apdu
         frame = req.frames[0] if req.frames else "?"
         short = text.rsplit(" / ", 1)[-1] if " / " in text else text
-        rec.findings.append(Finding("error", "assoc.error-response",
+        rec.findings.append(Finding("warning", "assoc.error-response",
                                     f"{short} answers frame {frame} ({how})"))
 
     def _downgrade(self, rec: ApduRecord, req: ApduRecord) -> None:
