@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dissector.analysis.fold import FindingFold
 from dissector.analysis.pipeline import Dissector
 from dissector.analysis.record import ApduRecord
 from dissector.framing.streams import pdus_from_records
@@ -44,19 +45,18 @@ def iter_pdus(path: CaptureSource | Sequence[CaptureSource], ports: dict[int, st
 def units(items: Iterable[Item]) -> Iterator[Pdu | LinkEvent | Finding]:
     """What the analysis takes, in capture order: PDUs (the findings about the input met before
     each one ride on it), link closes, and the findings left after the last PDU."""
-    notes: list[Finding] = []
+    notes = FindingFold()  # bounded: past its limit, findings are counted per code
     for item in items:
         if isinstance(item, Pdu):
             if notes:
-                item.findings[:0] = notes
-                notes = []
+                item.findings[:0] = [f for _, f in notes.take()]
             yield item
         elif isinstance(item, LinkEvent):
             if item.kind == "close":
                 yield item
         elif isinstance(item, Finding):
-            notes.append(item.about_record())
-    yield from notes
+            notes.add(item)
+    yield from (f for _, f in notes.take())
 
 
 def units_of_capture(path: str | list[str], ports: dict[int, str] | None = None
