@@ -33,6 +33,9 @@ STREAM_ERRORS = (OSError, EOFError, zlib.error)  # a damaged gzip stream, an I/O
 _SHB, _IDB, _PB, _SPB, _EPB = 0x0A0D0D0A, 1, 2, 3, 6
 
 
+UNREADABLE = "not a readable pcap or pcapng file"
+
+
 class FormatError(Exception):
     """Not a pcap or pcapng file, or its first header is unreadable."""
 
@@ -76,7 +79,7 @@ def open_stream(handle: BinaryIO) -> tuple[BinaryIO, bytes]:
             handle = gzip.GzipFile(fileobj=handle, mode="rb")  # type: ignore[assignment]
             magic = handle.read(4)
     except STREAM_ERRORS as exc:
-        raise FormatError(f"unreadable compressed stream ({exc})") from None
+        raise FormatError(f"{UNREADABLE} (its compressed stream: {exc})") from None
     if magic not in PCAP_MAGICS and magic != PCAPNG_MAGIC:
         raise FormatError("not a pcap or pcapng capture file" if magic else
                           "empty file, not a capture")
@@ -101,7 +104,7 @@ class CaptureFile:
             self.endian, self.scale = PCAP_MAGICS[magic]
             head = self._read(20)
             if len(head) < 20:
-                raise FormatError("the file ends inside the pcap header")
+                raise FormatError(f"{UNREADABLE} (it ends inside its header)")
             self.linktype = struct.unpack(self.endian + "HHIIII", head)[5]
             self._pending = None
 
@@ -234,13 +237,13 @@ class CaptureFile:
         endian = BYTE_ORDER.get(order)
         if endian is None or len(head) < 8:
             if first:
-                raise FormatError("the pcapng section header is unreadable")
+                raise FormatError(f"{UNREADABLE} (its section header is unreadable)")
             return self._broken(f"section header block {self.blocks} is unreadable")
         length = struct.unpack(endian + "I", head[4:8])[0]
         rest = self._read(length - 12) if 28 <= length <= MAX_BLOCK and not length % 4 else b""
         if len(rest) != length - 12 or struct.unpack(endian + "I", rest[-4:])[0] != length:
             if first:
-                raise FormatError("the pcapng section header is unreadable")
+                raise FormatError(f"{UNREADABLE} (its section header is unreadable)")
             return self._broken(f"section header block {self.blocks} is unreadable")
         self.endian = endian
         self.interfaces = []
