@@ -100,6 +100,7 @@ class CaptureFile:
         self.blocks = 0
         if self.pcapng:
             self._pending: Damage | None = self._section(first=True)
+            self.blocks = 1
         else:
             self.endian, self.scale = PCAP_MAGICS[magic]
             head = self._read(20)
