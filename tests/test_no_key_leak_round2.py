@@ -109,6 +109,7 @@ def test_headend_no_key_anywhere(mode: list[str], headend: tuple[list[str], set[
     text, export = run_read(argv, mode, tmp_path / "out.pcapng", capfd)
     assert "output.key-withheld" in text
     squeezed = "".join(text.split()).lower()
-    for secret in secrets:  # hex in either case, as typed or split by spaces
+    for secret in secrets:  # hex in either case, as typed or split by spaces; raw bytes
         assert secret.hex() not in squeezed, f"head-end read {mode}: key hex in the output"
+        assert secret.decode("latin-1") not in text, f"head-end read {mode}: key bytes"
     assert_export_clean(export, secrets, f"head-end read {mode} -w")
