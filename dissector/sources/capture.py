@@ -112,7 +112,7 @@ def _file_records(reader: CaptureFile, label: str, decoder: FrameDecoder, frame_
     time = 0.0
     for item in reader.records():
         if isinstance(item, Damage):
-            yield note(frame_no + 1, time, "", item.severity, item.code,  # type: ignore[arg-type]
+            yield note(frame_no + 1, time, "", item.severity, item.code,
                        f"{label}: {item.message}")
             frame_no += item.record
             continue

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from layers.expert import Severity
+
 MAX_RECORD = 262_144  # captured bytes of one record (libpcap's MAXIMUM_SNAPLEN)
 MAX_OPTIONS = 1 << 16  # bytes of options (comments, flags) held with one record
 MAX_BLOCK = 28 + MAX_RECORD + MAX_OPTIONS  # a pcapng block read into memory
@@ -56,7 +58,7 @@ class Damage:
     """What is wrong with the file at this point. `record` is true when a record was lost
     (it keeps its frame number); `fatal` when the rest of the file is not read."""
 
-    severity: str
+    severity: Severity
     code: str
     message: str
     record: bool = False
