@@ -17,6 +17,7 @@ with atheris.instrument_imports(include=["layers", "keys", "dissector", "harness
     import harness
 
     # the targets import lazily: import what they use now, so it is instrumented
+    import dissector.analysis.capture  # noqa: F401  (the capture readers, TCP, the fold)
     import keys.context  # noqa: F401
     import layers  # noqa: F401
 

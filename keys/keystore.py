@@ -33,6 +33,7 @@ the field only.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tomllib
 from collections.abc import Callable, Iterator
@@ -365,6 +366,9 @@ def _permission_problem(path: Path, out: _Collector) -> None:
     if mode & 0o044:
         out.add("warning", f"file is readable by group/others (mode {mode:04o}); "
                            f"run: chmod 600 {path}")
+    if mode & 0o022:
+        out.add("warning", f"file is writable by group/others (mode {mode:04o}): they can "
+                           f"change the keys it holds; run: chmod go-w {path}")
 
 
 def _read(path: Path, out: _Collector) -> list[MeterKeys]:
@@ -389,7 +393,7 @@ def load_keystore(path: str | os.PathLike[str]) -> Keystore:
     """Read a TOML keystore; raises `KeystoreError` listing every error. Warnings (file mode,
     duplicate titles) are kept in `Keystore.warnings`."""
     p = Path(path)
-    out = _Collector(str(p))
+    out = _Collector(source_label(path))
     entries = _read(p, out)
     if out.errors():
         raise KeystoreError("\n".join(str(e) for e in out.errors()))
@@ -398,9 +402,21 @@ def load_keystore(path: str | os.PathLike[str]) -> Keystore:
 
 def check_keystore(path: str | os.PathLike[str]) -> list[Problem]:
     """Every problem of a keystore file: errors (it would not load) and warnings."""
-    out = _Collector(str(path))
+    out = _Collector(source_label(path))
     _read(Path(path), out)
     return out.problems
+
+
+_KEY_LIKE = re.compile(r"(?:0x)?[0-9A-Fa-f]{2}(?:[\s:]?[0-9A-Fa-f]{2}){7,}|text:.*", re.S)
+
+
+def source_label(path: str | os.PathLike[str]) -> str:
+    """How messages name a keystore file: its path, unless the path looks like a key (a key
+    typed where a file name was expected), which is never repeated."""
+    name = os.fspath(path)
+    if _KEY_LIKE.fullmatch(name.strip()):
+        return "the keystore file given (its name looks like a key: not repeated here)"
+    return name
 
 
 def keystore_from_flags(*, ek: str | None = None, ak: str | None = None, bek: str | None = None,

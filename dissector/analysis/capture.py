@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dissector.analysis.fold import FindingFold
 from dissector.analysis.pipeline import Dissector
 from dissector.analysis.record import ApduRecord
 from dissector.framing.streams import pdus_from_records
@@ -42,31 +43,30 @@ def iter_pdus(path: CaptureSource | Sequence[CaptureSource], ports: dict[int, st
 
 
 class Riding:
-    """Findings about the input wait for the next PDU and ride on it into its record."""
+    """Findings about the input wait for the next PDU and ride on it into its record (bounded:
+    past its limit, `FindingFold` counts them per code)."""
 
     __slots__ = ("notes",)
 
     def __init__(self) -> None:
-        self.notes: list[Finding] = []
+        self.notes = FindingFold()
 
     def take(self, item: Item) -> Pdu | LinkEvent | None:
         """The item as the analysis takes it, or None (a finding kept for the next PDU, a
         link that opened)."""
         if isinstance(item, Pdu):
             if self.notes:
-                item.findings[:0] = self.notes
-                self.notes = []
+                item.findings[:0] = self.left()
             return item
         if isinstance(item, LinkEvent):
             return item if item.kind == "close" else None
         if isinstance(item, Finding):
-            self.notes.append(item.about_record())
+            self.notes.add(item)
         return None
 
     def left(self) -> list[Finding]:
-        """The findings no PDU came after."""
-        notes, self.notes = self.notes, []
-        return notes
+        """The findings no PDU came after (as they ride on a record)."""
+        return [f for _, f in self.notes.take()]
 
 
 def units(items: Iterable[Item]) -> Iterator[Pdu | LinkEvent | Finding]:

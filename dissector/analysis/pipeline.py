@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from scapy.packet import Packet, Raw
 
 from dissector.analysis.directions import DirectionLearner
+from dissector.analysis.fold import FindingFold
 from dissector.analysis.reassembly import (
     Assembled,
     BlockReassembler,
@@ -76,8 +77,7 @@ class Dissector:
         self.blocks = BlockReassembler()
         self.mbus = MbusReassembler()
         self.directions = DirectionLearner()
-        self.pending_notes: list[Finding] = []
-        self.note_positions: list[int] = []  # position of each pending note's unit
+        self.notes = FindingFold()  # findings shown after the last APDU, with their positions
         self.count = 0
 
     @property
@@ -99,7 +99,7 @@ class Dissector:
             if item.kind == "close":
                 self.close(item.link)
         elif isinstance(item, Finding):
-            self.add_notes([item.about_record()])
+            self.add_notes([item])
         return iter(())
 
     def context(self, link: str) -> KeyContext:
@@ -140,8 +140,7 @@ class Dissector:
         unit, then incomplete HDLC segments, then incomplete block transfers, each by first
         frame. Sorting merges the findings of several dissectors into the serial order."""
         self.add_notes(self.mbus.finish())
-        out = [((0, pos), f) for pos, f in zip(self.note_positions, self.pending_notes,
-                                                strict=True)]
+        out = [((0, pos), f) for pos, f in self.notes.take()]
         hdlc = sorted(self.hdlc.pending.items(), key=lambda kv: kv[1].frames[:1])
         out += [((1, p.frames[0] if p.frames else 0), Finding(
             "warning", "hdlc.incomplete", f"{k[0]}: segmented APDU never completed (frames"
@@ -152,13 +151,13 @@ class Dissector:
             f" last block (frames {','.join(map(str, p.frames))})")) for k, (_, p) in blocks]
         self.hdlc.pending.clear()
         self.blocks.pending.clear()
-        self.pending_notes, self.note_positions = [], []
         return out
 
     def add_notes(self, findings: list[Finding]) -> None:
-        """Findings about the input, shown after the last APDU."""
-        self.pending_notes.extend(findings)
-        self.note_positions.extend([self.position] * len(findings))
+        """Findings about the input, shown after the last APDU (past a bound, counted per
+        code: `fold.FindingFold`)."""
+        for finding in findings:
+            self.notes.add(finding, self.position)
 
     # -- per transport ------------------------------------------------------------------
     def feed(self, pdu: Pdu) -> Iterator[ApduRecord]:

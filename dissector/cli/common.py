@@ -4,9 +4,11 @@ options, loading the keystore, and writing numbered records."""
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from collections.abc import Iterable
+from pathlib import Path
 from typing import NoReturn, TextIO
 
 from dissector.analysis.capture import End, Numbered
@@ -51,7 +53,8 @@ def positive(text: str) -> int:
 
 
 def key_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("keys (hex or text:...; never echoed)")
+    g = p.add_argument_group("keys (hex or text:...; @FILE or env:NAME keeps a key off the "
+                             "command line, where ps shows it; never echoed)")
     g.add_argument("--keys", metavar="FILE", help="keystore TOML file (default: $DLMS_KEYS)")
     for flag in KEY_FLAGS:
         g.add_argument("--" + flag.replace("_", "-"), dest=flag, metavar="KEY")
@@ -76,9 +79,28 @@ def output_options(p: argparse.ArgumentParser) -> None:
                         " occurrence=f|l|a, aggregator=/s|C, quote=d|s|n")
 
 
+def flag_value(flag: str, raw: str | None) -> str | None:
+    """A key flag's value: `@FILE` reads it from a file, `env:NAME` from an environment
+    variable (neither shows in `ps` or /proc/PID/cmdline, as a value on the command line
+    does), anything else is the value itself. Errors never repeat what was read."""
+    if raw is None or not raw.startswith(("@", "env:")):
+        return raw
+    option = "--" + flag.replace("_", "-")
+    if raw.startswith("@"):
+        try:
+            return Path(raw[1:]).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            why = getattr(exc, "strerror", None) or "not UTF-8 text"
+            raise UsageError(f"{option} @{raw[1:]}: cannot read the file ({why})") from None
+    value = os.environ.get(raw[4:])
+    if value is None:
+        raise UsageError(f"{option} {raw}: the environment variable is not set")
+    return value.strip()
+
+
 def load_keys(args: argparse.Namespace) -> Keystore:
-    """Flags first, then --keys FILE (or $DLMS_KEYS)."""
-    flags = {k: getattr(args, k, None) for k in KEY_FLAGS}
+    """Flags first (`flag_value`), then --keys FILE (or $DLMS_KEYS)."""
+    flags = {k: flag_value(k, getattr(args, k, None)) for k in KEY_FLAGS}
     store = keystore_from_flags(**flags)
     path = getattr(args, "keys", None) or default_keystore_path()
     if path:

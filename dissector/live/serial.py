@@ -52,7 +52,7 @@ except ImportError:  # not POSIX
 
 #: pcapng EPB direction flags as `read` interprets them on a serial link (taken at the client).
 PCAPNG_FLAGS: dict[str, int] = {CLIENT_TO_SERVER: 2, SERVER_TO_CLIENT: 1}
-MAX_RECORD = 65535
+MAX_RECORD = 65535  # bytes of one capture record (the snap length of the file written)
 _SIGN_ON_STARTS = (ord("/"), ACK)
 
 
@@ -123,6 +123,16 @@ def record_end(buf: bytes | bytearray, after_flag: bool = False) -> int:
         q = buf.find(b"\r\n")
         return q + 2 if q >= 0 else 0
     return max(buf.find(FLAG), 0)
+
+
+def next_record(buf: bytes | bytearray, after_flag: bool = False) -> int:
+    """Length of the capture record to write now from the start of `buf` (0: wait for more):
+    the first complete record (`record_end`), never more than `MAX_RECORD` bytes (the snap
+    length of the capture file: a longer record would be cut by its readers)."""
+    end = record_end(buf, after_flag)
+    if end == 0 and len(buf) >= MAX_RECORD:
+        end = MAX_RECORD
+    return min(end, MAX_RECORD)
 
 
 @dataclass(slots=True)
@@ -223,8 +233,12 @@ class PortReader:
                         first = wall
                     buf += chunk
                     last, active = now, True
-                    while (end := record_end(buf, after_flag)) > 0 or len(buf) >= MAX_RECORD:
-                        end = end or len(buf)
+                    while (end := next_record(buf, after_flag)) > 0:
+                        if end == MAX_RECORD and record_end(buf, after_flag) != end:
+                            self._note("warning", "serial.record-split",
+                                       f"{MAX_RECORD} bytes without a frame boundary or a "
+                                       "silence: written as one capture record, the bytes "
+                                       "after them go on in the next")
                         after_flag = buf[end - 1] == FLAG
                         self._emit(bytes(buf[:end]), first)
                         del buf[:end]
@@ -240,12 +254,15 @@ class PortReader:
                 self.source.queue.put(Silence(self.index))
 
     def _emit(self, data: bytes, when: float) -> None:
-        if not data or self.source.capture is None:
+        """Write `data` as capture records of at most `MAX_RECORD` bytes each."""
+        if self.source.capture is None:
             return
         index = self.index
-        self.source.capture.record(data, when, lambda n: Chunk(index, n, when, data),
-                                   linktype=LINKTYPE_USER0, direction=self.flag,
-                                   ifname=self.ifname)
+        for at in range(0, len(data), MAX_RECORD):
+            piece = data[at:at + MAX_RECORD]
+            self.source.capture.record(piece, when, lambda n, p=piece: Chunk(index, n, when, p),
+                                       linktype=LINKTYPE_USER0, direction=self.flag,
+                                       ifname=self.ifname)
 
     def _apply_pending(self, buf: bytearray, first: float) -> None:
         with self._lock:

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Generator, Iterator, Sequence
-from typing import Any, BinaryIO
-
-from scapy.error import Scapy_Exception
-from scapy.utils import RawPcapNgReader, RawPcapReader
+from typing import BinaryIO
 
 from dissector.sources.frames import FrameDecoder
+from dissector.sources.pcapfile import STREAM_ERRORS, CaptureFile, Damage, FormatError
 from dissector.stages import (
     CLIENT_TO_SERVER,
     SERVER_TO_CLIENT,
@@ -24,18 +22,10 @@ from dissector.stages import (
 
 #: pcapng EPB direction flag -> direction on a serial link (the capture is taken at the client).
 PCAPNG_DIRECTIONS: dict[int, Direction] = {1: SERVER_TO_CLIENT, 2: CLIENT_TO_SERVER}
-MAX_RECORD = 65535  # Scapy's read limit per record
 
 
 class CaptureError(Exception):
     """The file cannot be read as a capture; the message is one line, fit for the CLI."""
-
-
-PCAP_MAGICS = frozenset({
-    b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d",
-    b"\x0a\x0d\x0d\x0a",
-})
-GZIP_MAGIC = b"\x1f\x8b"
 
 
 CaptureSource = str | os.PathLike[str] | BinaryIO
@@ -58,12 +48,13 @@ def read_capture(
     return _records(_open_all(path), ports or {}, count)
 
 
-def _open_all(path: CaptureSource | Sequence[CaptureSource]) -> list[tuple[Any, str]]:
+def _open_all(path: CaptureSource | Sequence[CaptureSource]
+              ) -> list[tuple[CaptureFile, str]]:
     """Readers on every file (all opened, or none: the first failure closes the others)."""
     paths = list(path) if isinstance(path, list | tuple) else [path]
     if not paths:
         raise CaptureError("no capture file given")
-    readers: list[tuple[Any, str]] = []
+    readers: list[tuple[CaptureFile, str]] = []
     try:
         for one in paths:
             readers.append(_open(one))
@@ -81,35 +72,28 @@ def check_capture(path: CaptureSource | Sequence[CaptureSource]) -> None:
         reader.close()
 
 
-def _open(path: CaptureSource) -> tuple[Any, str]:
-    """A raw pcap/pcapng reader on one file and the file's label; `CaptureError` if unusable."""
+def _open(path: CaptureSource) -> tuple[CaptureFile, str]:
+    """A reader on one file and the file's label; `CaptureError` if unusable."""
     if isinstance(path, str | os.PathLike):
         label = os.fspath(path)
         try:
             handle: BinaryIO = open(label, "rb")  # closed with the reader
         except OSError as exc:
             raise CaptureError(f"{label}: {exc.strerror or exc}") from None
-        magic = handle.read(4)
-        handle.seek(0)
-        problem = None
-        if not magic:
-            problem = "empty file, not a capture"
-        elif magic not in PCAP_MAGICS and magic[:2] != GZIP_MAGIC:
-            problem = "not a pcap or pcapng capture file"
-        if problem:
-            handle.close()
-            raise CaptureError(f"{label}: {problem}")
     else:
         handle = path
         label = str(getattr(path, "name", "capture"))
     try:
-        return RawPcapReader(handle), label
-    except (Scapy_Exception, EOFError, OSError) as exc:
+        return CaptureFile(handle), label
+    except FormatError as exc:
+        handle.close()
+        raise CaptureError(f"{label}: {exc}") from None
+    except STREAM_ERRORS as exc:
         handle.close()
         raise CaptureError(f"{label}: not a readable pcap or pcapng file ({exc})") from None
 
 
-def _records(readers: list[tuple[Any, str]], ports: dict[int, str], count: int | None
+def _records(readers: list[tuple[CaptureFile, str]], ports: dict[int, str], count: int | None
              ) -> Iterator[Record | LinkEvent | Finding]:
     decoder = FrameDecoder(ports)
     frame_no = 0
@@ -124,42 +108,23 @@ def _records(readers: list[tuple[Any, str]], ports: dict[int, str], count: int |
             reader.close()
 
 
-def _file_records(reader: Any, label: str, decoder: FrameDecoder, frame_no: int,
+def _file_records(reader: CaptureFile, label: str, decoder: FrameDecoder, frame_no: int,
                   count: int | None = None) -> Generator[Record | LinkEvent | Finding, None, int]:
     """The records of one file, frames numbered on from `frame_no` (up to `count`); returns
-    the last number."""
-    pcapng = isinstance(reader, RawPcapNgReader)
-    scale = 1e-9 if getattr(reader, "nano", False) else 1e-6
-    linktype = getattr(reader, "linktype", None)
+    the last number. What is wrong with the file is a `capture.*` finding where it is wrong."""
     time = 0.0
-    packets = iter(reader)
-    while count is None or frame_no < count:
-        try:
-            data, meta = next(packets)
-        except StopIteration:
+    for item in reader.records():
+        if count is not None and frame_no >= count:
             break
-        except Scapy_Exception as exc:
-            yield note(frame_no + 1, time, "", "error", "capture.unreadable",
-                       f"{label}: capture record {frame_no + 1} is unreadable ({exc}); "
-                       "the rest of the file is ignored")
-            break
+        if isinstance(item, Damage):
+            yield note(frame_no + 1, time, "", item.severity, item.code,
+                       f"{label}: {item.message}")
+            frame_no += item.record
+            continue
         frame_no += 1
-        direction: Direction = UNKNOWN
-        comment = None
-        if pcapng:
-            linktype = meta.linktype
-            if meta.tshigh is not None:
-                time = ((meta.tshigh << 32) | meta.tslow) / meta.tsresol
-            direction = PCAPNG_DIRECTIONS.get(meta.direction or 0, UNKNOWN)
-            if meta.comments:
-                comment = "; ".join(c.decode("utf-8", "replace") for c in meta.comments)
-        else:
-            time = meta.sec + meta.usec * scale
-            if len(data) < meta.caplen <= MAX_RECORD:
-                yield note(frame_no, time, "", "warning", "capture.truncated",
-                           f"{label}: the file ends inside capture record {frame_no} "
-                           f"({len(data)} of {meta.caplen} bytes)")
-        yield from decoder.frame(frame_no, time, linktype, data, direction, comment)
+        if item.time is not None:
+            time = item.time
+        direction = PCAPNG_DIRECTIONS.get(item.direction, UNKNOWN)
+        comment = "; ".join(c.decode("utf-8", "replace") for c in item.comments) or None
+        yield from decoder.frame(frame_no, time, item.linktype, item.data, direction, comment)
     return frame_no
-
-

@@ -3,17 +3,19 @@
 Segments are delivered in sequence order; retransmitted bytes and overlaps are dropped,
 out-of-order segments wait (bounded) for the hole before them. A hole is given up, and reported
 as a `tcp.gap` note, when the peer acknowledges data beyond it (the capture missed it), when the
-bytes waiting behind it exceed `max_buffered`, or when the connection closes or the capture ends.
+bytes or segments waiting behind it exceed `max_buffered` or `max_segments`, or when the
+connection closes or the capture ends.
 
 Memory is bounded however hostile the capture: at most `MAX_CONNECTIONS` connections are followed
 at once (the least recently active one is closed, with a `tcp.evicted` note, to make room), and
-the bytes waiting behind holes of all connections together stay below `MAX_TOTAL_BUFFERED` (the
-stream holding most gives up its oldest hole first).
+the bytes and segments waiting behind holes of all connections together stay below
+`MAX_TOTAL_BUFFERED` and `MAX_TOTAL_SEGMENTS` (the stream holding most gives up its holes
+first).
 """
 
 from __future__ import annotations
 
-import bisect
+import heapq
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -36,6 +38,8 @@ MAX_TRIES = 4  # in-order chunks of an unknown-port connection inspected before 
 MAX_CLOSED = 4096  # closed connections remembered, so late segments do not reopen them
 MAX_CONNECTIONS = 4096  # connections followed at once
 MAX_TOTAL_BUFFERED = 64 << 20  # bytes waiting behind holes, all connections together
+MAX_SEGMENTS = 4096  # segments waiting behind a hole, per direction
+MAX_TOTAL_SEGMENTS = 65_536  # segments waiting behind holes, all connections together
 
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 _MOD = 1 << 32
@@ -66,18 +70,26 @@ class TcpStream:
     """One direction of a TCP connection: in-order delivery by sequence number.
 
     Sequence numbers are unwrapped to a growing integer (so 2**32 wrap-around is fine). Only
-    out-of-order bytes are held (`buffered`); delivered bytes are not kept.
+    out-of-order bytes are held (`buffered`, in `held` segments, each found in O(log n) through
+    a heap of their starts); delivered bytes are not kept.
     """
 
-    def __init__(self, max_buffered: int = MAX_BUFFERED) -> None:
+    def __init__(self, max_buffered: int = MAX_BUFFERED,
+                 max_segments: int = MAX_SEGMENTS) -> None:
         self.max_buffered = max_buffered
+        self.max_segments = max_segments
         self.next_seq: int | None = None  # unwrapped sequence number expected next
         self.buffered = 0
         self.dropped = 0  # retransmitted / overlapping bytes dropped
         self.delivered = 0
         self._acked: int | None = None
-        self._starts: list[int] = []  # sorted starts of waiting segments
+        self._starts: list[int] = []  # heap of the starts of waiting segments
         self._waiting: dict[int, Delivery] = {}
+
+    @property
+    def held(self) -> int:
+        """Segments waiting behind a hole."""
+        return len(self._waiting)
 
     def unwrap(self, seq: int) -> int:
         """A 32-bit sequence number as the unwrapped number nearest to `next_seq`."""
@@ -115,7 +127,7 @@ class TcpStream:
             return out
         old = self._waiting.get(start)
         if old is None:
-            bisect.insort(self._starts, start)
+            heapq.heappush(self._starts, start)
         elif len(old.data) >= len(data):
             self.dropped += len(data)
             return out
@@ -127,7 +139,11 @@ class TcpStream:
         if self._acked is not None and self._acked >= self._starts[0]:
             self._skip_hole(out, "acknowledged by the peer but not captured")
         while self.buffered > self.max_buffered:
-            self._skip_hole(out, f"more than {self.max_buffered} bytes waiting behind it")
+            self._skip_hole(out, f"not captured, while more than {self.max_buffered} bytes "
+                            "after them waited for them")
+        while len(self._waiting) > self.max_segments:
+            self._skip_hole(out, f"not captured, while more than {self.max_segments} "
+                            "segments after them waited for them")
         return out
 
     def ack(self, ack: int) -> list[Delivery | Gap]:
@@ -166,7 +182,7 @@ class TcpStream:
     def _drain(self, out: list[Delivery | Gap]) -> None:
         starts = self._starts
         while starts and starts[0] <= (nxt := self.next_seq or 0):
-            start = starts.pop(0)
+            start = heapq.heappop(starts)
             item = self._waiting.pop(start)
             self.buffered -= len(item.data)
             end = start + len(item.data)
@@ -213,13 +229,18 @@ class TcpReassembler:
 
     def __init__(self, ports: dict[int, str | None] | None = None,
                  max_buffered: int = MAX_BUFFERED, max_connections: int = MAX_CONNECTIONS,
-                 max_total_buffered: int = MAX_TOTAL_BUFFERED) -> None:
+                 max_total_buffered: int = MAX_TOTAL_BUFFERED,
+                 max_segments: int = MAX_SEGMENTS,
+                 max_total_segments: int = MAX_TOTAL_SEGMENTS) -> None:
         self.ports: dict[int, str | None] = {DLMS_PORT: None}
         self.ports.update(ports or {})
         self.max_buffered = max_buffered
         self.max_connections = max_connections
         self.max_total_buffered = max_total_buffered
+        self.max_segments = max_segments
+        self.max_total_segments = max_total_segments
         self.buffered = 0  # bytes waiting behind holes, all streams
+        self.held = 0  # segments waiting behind holes, all streams
         self.evicted = 0
         # least recently active first
         self._conns: OrderedDict[tuple[tuple[str, int], tuple[str, int]], _Connection] = (
@@ -265,20 +286,21 @@ class TcpReassembler:
         if conn.taken is not False:
             stream = conn.streams.get(from_client)
             if stream is None:
-                stream = conn.streams[from_client] = TcpStream(self.max_buffered)
+                stream = conn.streams[from_client] = TcpStream(self.max_buffered,
+                                                               self.max_segments)
             if flags & SYN:
                 stream.syn(seq)
             if payload:
-                before = stream.buffered
+                before = stream.buffered, stream.held
                 self._emit(conn, from_client, stream.segment(seq, payload, frame_no, time, comment),
                            out)
-                self.buffered += stream.buffered - before
+                self._account(stream, before)
             peer = conn.streams.get(not from_client)
             if flags & ACK and peer is not None:
-                before = peer.buffered
+                before = peer.buffered, peer.held
                 self._emit(conn, not from_client, peer.ack(ack), out)
-                self.buffered += peer.buffered - before
-            if self.buffered > self.max_total_buffered:
+                self._account(peer, before)
+            if self.buffered > self.max_total_buffered or self.held > self.max_total_segments:
                 self._shed(out)
         if flags & RST:
             self._close(key, conn, frame_no, time, out)
@@ -311,10 +333,16 @@ class TcpReassembler:
             if conn.taken is not False:
                 for from_client, stream in conn.streams.items():
                     self._emit(conn, from_client,
-                               stream.flush("the capture ended before it arrived"), out)
+                               stream.flush("not captured, though bytes after them were, up "
+                                            "to the end of the capture"), out)
         self._conns.clear()
-        self.buffered = 0
+        self.buffered = self.held = 0
         return out
+
+    def _account(self, stream: TcpStream, before: tuple[int, int]) -> None:
+        """Carry a stream's change in held bytes and segments into the totals."""
+        self.buffered += stream.buffered - before[0]
+        self.held += stream.held - before[1]
 
     def _evict(self, frame_no: int, time: float, out: list[Record | LinkEvent | Finding]) -> None:
         """Stop following the least recently active connection (too many are open)."""
@@ -328,19 +356,27 @@ class TcpReassembler:
         self._close(key, conn, frame_no, time, out)
 
     def _shed(self, out: list[Record | LinkEvent | Finding]) -> None:
-        """Too many bytes wait behind holes: the streams holding most give up their holes."""
-        while self.buffered > self.max_total_buffered:
+        """Too many bytes or segments wait behind holes: the streams holding most give up
+        their holes."""
+        while True:
+            if self.buffered > self.max_total_buffered:
+                what, limit = "bytes", self.max_total_buffered
+            elif self.held > self.max_total_segments:
+                what, limit = "segments", self.max_total_segments
+            else:
+                return
             conn, from_client, stream = max(
                 ((c, fc, st) for c in self._conns.values() for fc, st in c.streams.items()),
-                key=lambda t: t[2].buffered, default=(None, False, None))
-            if stream is None or not stream.buffered:
-                self.buffered = 0
+                key=lambda t: t[2].buffered if what == "bytes" else t[2].held,
+                default=(None, False, None))
+            if conn is None or stream is None or not stream.held:
+                self.buffered = self.held = 0
                 return
-            before = stream.buffered
+            before = stream.buffered, stream.held
             self._emit(conn, from_client, stream.flush(
-                f"more than {self.max_total_buffered} bytes waited behind holes in all TCP "
+                f"not captured, while more than {limit} {what} waited behind holes in all TCP "
                 "streams together"), out)
-            self.buffered += stream.buffered - before
+            self._account(stream, before)
 
     def _revive(self, key: tuple[tuple[str, int], tuple[str, int]], sender: tuple[str, int],
                 seq: int, payload: bytes) -> _Connection | None:
@@ -410,8 +446,10 @@ class TcpReassembler:
         if conn.taken is not False:
             for from_client, stream in conn.streams.items():
                 self.buffered -= stream.buffered
-                self._emit(conn, from_client,
-                           stream.flush("the connection closed"), out)
+                self.held -= stream.held
+                self._emit(conn, from_client, stream.flush(
+                    "not captured, though bytes after them were, before the connection "
+                    "closed"), out)
         if conn.taken and conn.announced:
             out.append(LinkEvent(frame_no, time, conn.link, "close"))
         del self._conns[key]
