@@ -71,8 +71,7 @@ class MbusFramer:
 
     def flush(self) -> list:
         events = self._events(self.splitter.flush())
-        reported = len(self.dis.pending_notes)  # already given, in order, by _events
-        return events + self.dis.finish()[reported:]
+        return events + self.dis.finish()  # the notes before were given by _events
 
     def _events(self, items: list[Pdu | Finding]) -> list:
         events: list = []
@@ -81,9 +80,8 @@ class MbusFramer:
                 events.append(item)
                 continue
             item.link = self.link
-            before = len(self.dis.pending_notes)
             records = list(self.dis.feed(item))
-            events.extend(self.dis.pending_notes[before:])
+            events.extend(f for _, f in self.dis.notes.take())  # in order, before the records
             events.extend(records)
         return events
 
