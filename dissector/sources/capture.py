@@ -4,6 +4,7 @@ several files read as one; each record's frame goes through `frames.FrameDecoder
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Generator, Iterator, Sequence
 from typing import BinaryIO
 
@@ -54,6 +55,8 @@ def _open_all(path: CaptureSource | Sequence[CaptureSource]
     paths = list(path) if isinstance(path, list | tuple) else [path]
     if not paths:
         raise CaptureError("no capture file given")
+    if sum(p == "-" for p in paths) > 1:
+        raise CaptureError("standard input (-) can be read only once")
     readers: list[tuple[CaptureFile, str]] = []
     try:
         for one in paths:
@@ -67,17 +70,21 @@ def _open_all(path: CaptureSource | Sequence[CaptureSource]
 
 def check_capture(path: CaptureSource | Sequence[CaptureSource]) -> None:
     """Raise `CaptureError` as `read_capture` would for a file that cannot be opened; read
-    nothing."""
-    for reader, _ in _open_all(path):
-        reader.close()
+    nothing (standard input, `-`, is not opened: it can be read only once)."""
+    paths = [p for p in (path if isinstance(path, list | tuple) else [path]) if p != "-"]
+    if paths:
+        for reader, _ in _open_all(paths):
+            reader.close()
 
 
 def _open(path: CaptureSource) -> tuple[CaptureFile, str]:
     """A reader on one file and the file's label; `CaptureError` if unusable."""
-    if isinstance(path, str | os.PathLike):
+    if path == "-":
+        handle, label = sys.stdin.buffer, "standard input"
+    elif isinstance(path, str | os.PathLike):
         label = os.fspath(path)
         try:
-            handle: BinaryIO = open(label, "rb")  # closed with the reader
+            handle = open(label, "rb")  # closed with the reader
         except OSError as exc:
             raise CaptureError(f"{label}: {exc.strerror or exc}") from None
     else:

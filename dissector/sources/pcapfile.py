@@ -10,12 +10,15 @@ that ends inside a record, or a block whose two lengths differ, is a `Damage` to
 
 from __future__ import annotations
 
+import bz2
 import gzip
+import io
+import lzma
 import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from layers.expert import Severity
 
@@ -31,7 +34,7 @@ PCAP_MAGICS = {
 PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 GZIP_MAGIC = b"\x1f\x8b"
 BYTE_ORDER = {b"\x1a\x2b\x3c\x4d": ">", b"\x4d\x3c\x2b\x1a": "<"}
-STREAM_ERRORS = (OSError, EOFError, zlib.error)  # a damaged gzip stream, an I/O error
+STREAM_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError)  # a damaged stream, I/O
 _SHB, _IDB, _PB, _SPB, _EPB = 0x0A0D0D0A, 1, 2, 3, 6
 
 
@@ -72,20 +75,60 @@ class _Interface:
     tsresol: int = 1_000_000  # units per second
 
 
+BZIP2_MAGIC = b"BZh"
+XZ_MAGIC = b"\xfd7zXZ\x00"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+class _Prefixed(io.RawIOBase):
+    """A stream whose first bytes were read already: they are given again first, so a pipe
+    (standard input, a FIFO) needs no seek."""
+
+    def __init__(self, prefix: bytes, rest: BinaryIO) -> None:
+        super().__init__()
+        self.prefix = prefix
+        self.rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.prefix:
+            n = min(len(buffer), len(self.prefix))
+            buffer[:n] = self.prefix[:n]
+            self.prefix = self.prefix[n:]
+            return n
+        data = self.rest.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self.rest.close()
+        super().close()
+
+
 def open_stream(handle: BinaryIO) -> tuple[BinaryIO, bytes]:
-    """The decompressed stream of a capture file (gzip is undone) and its first 4 bytes."""
+    """The decompressed stream of a capture file or pipe (gzip, bzip2 and xz are undone) and
+    its first 4 bytes. Nothing is sought: standard input and FIFOs are read as files are."""
     try:
-        magic = handle.read(4)
-        if magic[:2] == GZIP_MAGIC:
-            handle.seek(0)
-            handle = gzip.GzipFile(fileobj=handle, mode="rb")  # type: ignore[assignment]
-            magic = handle.read(4)
+        head = handle.read(6)
+        stream: BinaryIO = io.BufferedReader(_Prefixed(head, handle))  # type: ignore[arg-type]
+        if head[:2] == GZIP_MAGIC:
+            stream = gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[assignment]
+        elif head[:3] == BZIP2_MAGIC:
+            stream = bz2.BZ2File(stream)  # type: ignore[assignment]
+        elif head == XZ_MAGIC:
+            stream = lzma.LZMAFile(stream)  # type: ignore[assignment]
+        elif head[:4] == ZSTD_MAGIC:
+            raise FormatError("zstd-compressed: decompress it first (zstd -dc FILE | "
+                              "dlms-dissect read -)")
+        magic = stream.read(4)
     except STREAM_ERRORS as exc:
         raise FormatError(f"{UNREADABLE} (its compressed stream: {exc})") from None
     if magic not in PCAP_MAGICS and magic != PCAPNG_MAGIC:
         raise FormatError("not a pcap or pcapng capture file" if magic else
                           "empty file, not a capture")
-    return handle, magic
+    return stream, magic
 
 
 class CaptureFile:
