@@ -8,6 +8,7 @@ Pure packet definitions: no I/O, no keys, no session state.
 from .apdu import APDU, APDU_CLASSES, TAG_NAMES
 from .axdr import Data
 from .hdlc import HDLC, LLC
+from .serial_line import SerialLine
 from .wrapper import Wrapper
 
-__all__ = ["APDU", "APDU_CLASSES", "HDLC", "LLC", "TAG_NAMES", "Data", "Wrapper"]
+__all__ = ["APDU", "APDU_CLASSES", "HDLC", "LLC", "TAG_NAMES", "Data", "SerialLine", "Wrapper"]
