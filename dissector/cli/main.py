@@ -7,13 +7,13 @@ import os
 import sys
 from typing import TextIO
 
-from dissector.cli import decode, keys, read, sniff
+from dissector.cli import decode, keys, read, sniff, wireshark
 from dissector.cli.common import Parser, UsageError
 from dissector.sources.capture import CaptureError
 from keys.keystore import KeystoreError
 
 COMMANDS = {"decode": decode.run, "read": read.run, "keys": keys.run, "sniff": sniff.run,
-            "extcap": sniff.run}
+            "extcap": sniff.run, "wireshark": wireshark.run}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     read.add_parser(sub)
     sniff.add_parsers(sub)
     keys.add_parser(sub)
+    wireshark.add_parser(sub)
     return parser
 
 

@@ -57,6 +57,7 @@ class Renderer:
         as_json = record_json(rec) if self.keep is not None or mode == "json" else None
         if self.keep is not None and not self.keep(as_json):  # type: ignore[arg-type]
             return None
+        summary = None
         if mode == "json":
             assert as_json is not None
             del as_json["number"]
@@ -64,8 +65,10 @@ class Renderer:
         elif mode == "tree":
             body = "\n".join(tree_lines(rec)) + "\n\n"
         else:
-            body = "\n".join([summary_line(rec), *finding_lines(rec)]) + "\n"
-        return Rendered(body, mode, pcap_item(rec) if self.export else None)
+            summary = summary_line(rec)
+            body = "\n".join([summary, *finding_lines(rec)]) + "\n"
+        # the export reuses what was computed here (the summary line, the JSON object)
+        return Rendered(body, mode, pcap_item(rec, summary, as_json) if self.export else None)
 
 
 class Writer:
