@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -20,7 +22,8 @@ from pathlib import Path
 
 import pytest
 from conftest import corpus_path
-from scapy.utils import RawPcapNgReader, RawPcapReader
+from scapy.layers.inet import TCP
+from scapy.utils import PcapNgReader, RawPcapNgReader, RawPcapReader, rdpcap
 
 from dissector import cli
 from dissector.cli import extcap
@@ -252,3 +255,105 @@ def test_capture_that_cannot_start_closes_the_fifo(tmp_path: Path, interface: st
     assert not reader.thread.is_alive() and reader.data == b""
     assert done.returncode == 1
     assert "missing" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_deciphering_tap_relays_tcp_and_streams_read_s_records(tmp_path: Path) -> None:
+    """`--source tcp-tap`: a client and a meter replaying a corpus capture through the relay;
+    the fifo gets one packet per APDU carrying what `read --json` says of the capture."""
+    scenario = "c_gmac_authenc_ded"
+    capture = corpus_path("interop", scenario, "capture.pcap")
+    keys = json.loads(corpus_path("interop", scenario, "keys.json").read_text())
+    turns = [(p[TCP].dport == 4059, bytes(p[TCP].payload)) for p in rdpcap(str(capture))
+             if TCP in p and bytes(p[TCP].payload)]
+    keyfile = tmp_path / "keys.toml"
+    keyfile.write_text(f'[[meter]]\nname = "interop"\nek = "{keys["ek"]}"\n'
+                       f'ak = "{keys["ak"]}"\n')
+    keyfile.chmod(0o600)
+    meter = socket.create_server(("127.0.0.1", 0))
+    listen = socket.create_server(("127.0.0.1", 0))  # a free port for the relay
+    relay_port = listen.getsockname()[1]
+    listen.close()
+
+    def recv_exactly(sock: socket.socket, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            assert chunk, "connection closed early"
+            data += chunk
+        return data
+
+    def serve() -> None:
+        conn, _ = meter.accept()
+        with conn:
+            for to_meter, data in turns:
+                if to_meter:
+                    recv_exactly(conn, len(data))
+                else:
+                    conn.sendall(data)
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    fifo = tmp_path / "wireshark.fifo"
+    os.mkfifo(fifo)
+    reader = FifoReader(fifo)
+    proc = subprocess.Popen([*LAUNCHER, "--capture", "--extcap-interface", "dlms-decipher",
+                             "--fifo", str(fifo), "--source", "tcp-tap", "--keys", str(keyfile),
+                             "--listen", f"127.0.0.1:{relay_port}", "--forward",
+                             f"127.0.0.1:{meter.getsockname()[1]}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + WAIT
+        while True:
+            try:
+                client = socket.create_connection(("127.0.0.1", relay_port), timeout=WAIT)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.1)
+        with client:
+            for to_meter, data in turns:
+                if to_meter:
+                    client.sendall(data)
+                else:
+                    assert recv_exactly(client, len(data)) == data  # relayed unchanged
+        server.join(WAIT)
+        want = [json.loads(line) for line in _read_json(capture, keys)]
+        while len(_comments(reader)) < len(want) and time.monotonic() < deadline:
+            time.sleep(0.1)  # each APDU reaches Wireshark while the capture runs
+        proc.send_signal(signal.SIGTERM)  # Wireshark's stop button
+        err = proc.communicate(timeout=WAIT)[1]
+    finally:
+        meter.close()
+        if proc.poll() is None:
+            proc.kill()
+    reader.thread.join(WAIT)
+    assert proc.returncode == 0, err
+    assert err == ""  # Wireshark shows an extcap's stderr as an error
+    got = _comments(reader)
+    fields = ("apdu", "direction", "plaintext", "inner")
+    assert [tuple(g[f] for f in fields) for g in got] == [tuple(w[f] for f in fields)
+                                                          for w in want]
+    assert [(g["security"] or {}).get("key_kind") for g in got] == \
+        [(w["security"] or {}).get("key_kind") for w in want]
+    assert [(g["security"] or {}).get("tag_verified") for g in got] == \
+        [(w["security"] or {}).get("tag_verified") for w in want]
+    assert keys["dedicated_key"].lower() not in bytes(reader.data).hex()
+
+
+def _read_json(capture: Path, keys: dict) -> list[str]:
+    out = io.StringIO()
+    assert cli.main(["read", str(capture), "--json", "--ek", keys["ek"], "--ak", keys["ak"]],
+                    out=out) == 0
+    return [line for line in out.getvalue().splitlines() if '"apdu"' in line]
+
+
+def _comments(reader: FifoReader) -> list[dict]:
+    """The `dlmsd:` comments of the complete packets read so far."""
+    found = []
+    with contextlib.suppress(Exception):  # a block still incomplete
+        for pkt in PcapNgReader(io.BytesIO(bytes(reader.data))):
+            for comment in pkt.comments or ():
+                text = comment.decode()
+                if text.startswith("dlmsd:"):
+                    found.append(json.loads(text[len("dlmsd:"):]))
+    return found
