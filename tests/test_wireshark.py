@@ -108,7 +108,9 @@ def test_install_puts_plugin_and_launcher_where_wireshark_4_0_reads_them(
 
 
 def test_tshark_lists_both_interfaces(wireshark: Wireshark) -> None:
-    listed = wireshark.run("-D").stdout
+    done = wireshark.run("-D")
+    listed = done.stdout
+    assert "invalid" not in done.stderr and "dlms" not in done.stderr  # every ARG understood
     assert re.search(r"^\d+\. dlms-serial \(DLMS serial tap\)$", listed, re.M)
     assert re.search(r"^\d+\. dlms-decipher \(DLMS deciphering tap\)$", listed, re.M)
 
@@ -184,6 +186,10 @@ def test_filter_on_key_kind_selects_the_dedicated_key_apdus(wireshark: Wireshark
     # and the filter on the verdict, a boolean field
     verified = [expected_row(r) for r in records if (r["security"] or {}).get("tag_verified")]
     assert tshark_rows(wireshark, export, "-Y", "dlmsd.tag_verified") == verified
+    # the AARQ's dedicated key: withheld, and the tree says so
+    withheld = [expected_row(r) for r in records
+                if any(e["code"] == "output.key-withheld" for e in r["expert"])]
+    assert withheld and tshark_rows(wireshark, export, "-Y", "dlmsd.key_withheld") == withheld
 
 
 def test_expert_infos_are_the_findings(wireshark: Wireshark, tmp_path: Path) -> None:
