@@ -7,19 +7,20 @@ import os
 import sys
 from typing import TextIO
 
-from dissector.cli import decode, fields, keys, read, sniff
+from dissector.cli import decode, fields, keys, read, sniff, wireshark
 from dissector.cli.common import Parser, UsageError, version
 from dissector.sources.capture import CaptureError
 from keys.keystore import KeystoreError
 
 COMMANDS = {"decode": decode.run, "read": read.run, "keys": keys.run, "sniff": sniff.run,
-            "extcap": sniff.run, "fields": fields.run}
+            "extcap": sniff.run, "fields": fields.run, "wireshark": wireshark.run}
 
 
 EXAMPLES = """examples:
   dlms-dissect read pcaps/seed-case.pcap --keys pcaps/seed-case.keys.toml
   dlms-dissect decode 7EA0106103527CE2E6E7000E060006DD487E
   dlms-dissect sniff serial /dev/ttyUSB0 --baud 9600 -w line.pcapng
+  dlms-dissect wireshark --install
   dlms-dissect fields
   dlms-dissect COMMAND --help        (each command's options and examples)
 """
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     sniff.add_parsers(sub)
     keys.add_parser(sub)
     fields.add_parser(sub)
+    wireshark.add_parser(sub)
     return parser
 
 

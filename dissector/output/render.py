@@ -70,10 +70,11 @@ class Renderer:
             "json", "json-array", "fields") else None
         if self.keep is not None and not self.keep(as_json):  # type: ignore[arg-type]
             return None
-        pcap = pcap_item(rec) if self.export else None
         flow = flow_item(rec, dict(as_json)) if self.flow and as_json is not None else None
         if self.columns is not None:
+            pcap = pcap_item(rec, None, as_json) if self.export else None
             return Rendered("", mode, pcap, self.columns.cells(as_json), self.columns, flow)
+        summary = None
         if mode in ("json", "json-array"):
             assert as_json is not None
             del as_json["number"]
@@ -81,7 +82,10 @@ class Renderer:
         elif mode == "tree":
             body = "\n".join(tree_lines(rec)) + "\n\n"
         else:
-            body = "\n".join([summary_line(rec), *finding_lines(rec)]) + "\n"
+            summary = summary_line(rec)
+            body = "\n".join([summary, *finding_lines(rec)]) + "\n"
+        # the export reuses what was computed here (the summary line, the JSON object)
+        pcap = pcap_item(rec, summary, as_json) if self.export else None
         return Rendered(body, mode, pcap, flow=flow)
 
 
