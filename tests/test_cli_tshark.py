@@ -120,3 +120,27 @@ def test_compressed_captures_and_pipes(tmp_path: Path, compress) -> None:  # typ
 def test_version() -> None:
     out = ours("--version")
     assert out.returncode == 0 and out.stdout.decode().startswith("dlms-dissect ")
+
+
+@pytest.mark.parametrize("form", ["a", "ad", "u", "ud", "r", "d", "dd", "e"])
+@pytest.mark.parametrize("display", [None, "2"])  # all records, or all but the second
+def test_time_formats_as_tshark(form: str, display: str | None) -> None:
+    """`-t`: the time column as tshark's on the same capture (the seed case: one APDU a frame,
+    so records and frames line up), with and without a display filter (`d` counts from the
+    previous record shown or not, `dd` from the previous one shown)."""
+    env = {**os.environ, "TZ": "UTC"}
+    ours_filter = ["-Y", f"number != {display}"] if display else []
+    their_filter = ["-Y", f"frame.number != {display}"] if display else []
+    theirs_out = subprocess.run([tshark(), "-r", str(SEED), "-t", form, *their_filter, "-T",
+                                 "fields", "-e", "_ws.col.Time"], capture_output=True,
+                                timeout=120, env=env).stdout.decode().split("\n")
+    got = subprocess.run([sys.executable, "-m", "dissector", "read", str(SEED), "-t", form,
+                          *ours_filter], capture_output=True, cwd=ROOT, timeout=120, env=env)
+    lines = [line for line in got.stdout.decode().splitlines() if line[:4].strip().isdigit()]
+    width = 2 if form in ("ad", "ud") else 1
+    stamps = [" ".join(line.split()[1:1 + width]) for line in lines]
+    want = [t for t in theirs_out if t]
+    if form == "e":  # tshark prints nine decimals, ours six
+        assert [float(s) for s in stamps] == pytest.approx([float(t) for t in want])
+    else:
+        assert stamps == want

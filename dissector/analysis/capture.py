@@ -21,7 +21,8 @@ class Numbered:
     """A record as a writer takes it: its number in the capture and its rendering."""
 
     number: int
-    item: Any
+    item: Any  # None: the display filter dropped the record
+    time: float = 0.0
 
 
 @dataclass(slots=True)
@@ -125,7 +126,5 @@ def run_serial(dis: Dissector, items: Iterable[Pdu | LinkEvent | Finding],
         if position:
             dis.position = index
         for rec in dis.process(item):
-            shown = render(rec)
-            if shown is not None:
-                yield Numbered(rec.number, shown)
+            yield Numbered(rec.number, render(rec), rec.time)
     yield End(dis.finish(), dis.tracker.summaries())

@@ -46,7 +46,8 @@ class Units:
 
 @dataclass(slots=True)
 class Answers:
-    """Worker -> parent: per unit, in order, one entry per record it gave (None: filtered)."""
+    """Worker -> parent: per unit, in order, one entry per record it gave (its time when the
+    display filter dropped it)."""
 
     records: list[list[Any]]
 
@@ -86,7 +87,7 @@ def _worker(jobs_in: Any, results: Any, keystore: Keystore, render: Render,
             answers: list[list[Any]] = []
             for seq, item in message.units:
                 dis.position = seq
-                answers.append([render(rec) for rec in dis.process(item)])
+                answers.append([render(rec) or rec.time for rec in dis.process(item)])
             results.put(Answers(answers))
         results.put(Ended(dis.finish_ranked(), dis.tracker.ranked_summaries()))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises
@@ -97,7 +98,8 @@ def run_parallel(paths: str | list[str], ports: dict[int, str] | None, keystore:
                  jobs: int, render: Render, keep_stats: bool = True, count: int | None = None
                  ) -> Iterator[Numbered | End]:
     """The rendered records in capture order, numbered from 1 as a serial run numbers them
-    (None renderings are counted, not given), then the `End`."""
+    (a record the filter dropped is counted, and given without its rendering), then the
+    `End`."""
     paths = [paths] if isinstance(paths, str) else list(paths)
     check_capture(paths)  # files that cannot be opened fail here, at once
     ctx = mp.get_context("fork")
@@ -150,8 +152,10 @@ def run_parallel(paths: str | list[str], ports: dict[int, str] | None, keystore:
             owners.popleft()
             for item in answers[w].popleft():
                 number += 1
-                if item is not None:
-                    yield Numbered(number, item)
+                if isinstance(item, float):  # the record's time: the filter dropped it
+                    yield Numbered(number, None, item)
+                else:
+                    yield Numbered(number, item, item.time)
 
     try:
         for seq, item in enumerate(units_of_capture(paths, ports, count)):

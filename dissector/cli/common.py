@@ -13,7 +13,7 @@ from typing import NoReturn, TextIO
 
 from dissector.analysis.capture import End, Numbered
 from dissector.output.columns import Columns
-from dissector.output.render import Renderer, Writer
+from dissector.output.render import TIME_FORMATS, Renderer, Writer
 from keys.keystore import Keystore, default_keystore_path, keystore_from_flags, load_keystore
 
 KEY_FLAGS = ("ek", "ak", "bek", "kek", "dk", "hls_secret", "client_title", "server_title")
@@ -67,6 +67,11 @@ def output_options(p: argparse.ArgumentParser) -> None:
                         " byte bit by bit, the deciphered APDU under its envelope)")
     g.add_argument("--json", action="store_true",
                    help="one JSON object per APDU, one a line (the same as -T jsonl)")
+    g.add_argument("-t", dest="time_format", choices=TIME_FORMATS, metavar="FORMAT",
+                   help="time column of the text output, as tshark -t: e epoch seconds"
+                        " (default), r since the first record, d since the previous record,"
+                        " dd since the previous one shown, a/ad local time (and date), u/ud"
+                        " UTC time (and date)")
     g.add_argument("-T", dest="format", choices=("text", "json", "jsonl", "fields"),
                    help="output format: text (summary, or the tree with -V), json (one array,"
                         " as tshark -T json), jsonl (one object a line), fields (-e)")
@@ -140,7 +145,8 @@ def renderer(args: argparse.Namespace, display_filter: str | None = None) -> Ren
 def emit(out: TextIO, args: argparse.Namespace, items: Iterable[Numbered | End]) -> list[dict]:
     """Write numbered records (and the end-of-input findings) to `out` and to the `-w`
     export; return the association summaries."""
-    writer = Writer(out, mode(args), flush_each=False, columns=columns(args))
+    writer = Writer(out, mode(args), flush_each=False, columns=columns(args),
+                    time_format=getattr(args, "time_format", None) or "e")
     pcap = None
     if getattr(args, "write", None):
         from dissector.output.pcap import PcapOut
@@ -156,6 +162,9 @@ def emit(out: TextIO, args: argparse.Namespace, items: Iterable[Numbered | End])
     try:
         for item in items:
             if isinstance(item, Numbered):
+                if item.item is None:
+                    writer.skipped(item.time)
+                    continue
                 writer.write(item.item, item.number)
                 if pcap is not None:
                     pcap.write_item(item.item.pcap)

@@ -157,7 +157,8 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             from dissector.output.flow import FlowWriter
 
             flow = FlowWriter(args.flow, f"live {args.sniff_command}")
-        dissection = LiveDissection(dis, out, renderer(args, args.display_filter), flow)
+        dissection = LiveDissection(dis, out, renderer(args, args.display_filter), flow,
+                                    args.time_format or "e")
         source = make_source(args, dissection, stop)
         source.open()
     except LiveError as exc:

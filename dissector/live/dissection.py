@@ -22,11 +22,12 @@ class LiveDissection:
     """Records as `read` prints them (summary, tree or JSON lines), each flushed at once."""
 
     def __init__(self, dissector: Dissector, out: TextIO, renderer: Renderer,
-                 flow: FlowWriter | None = None) -> None:
+                 flow: FlowWriter | None = None, time_format: str = "e") -> None:
         self.dissector = dissector
         self.renderer = renderer
         self.flow = flow  # the flow page, written when the capture stops
-        self.writer = Writer(out, renderer.mode, columns=renderer.columns)
+        self.writer = Writer(out, renderer.mode, columns=renderer.columns,
+                             time_format=time_format)
         self.count = 0
         self.riding = Riding()
 
@@ -41,7 +42,9 @@ class LiveDissection:
         records = list(self.dissector.process(taken))
         for rec in records:
             shown = self.renderer(rec)
-            if shown is not None:
+            if shown is None:
+                self.writer.skipped(rec.time)
+            else:
                 self.writer.write(shown, rec.number)
                 self.count += 1
                 if self.flow is not None and shown.flow is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from dissector.analysis.record import ApduRecord
@@ -35,14 +36,59 @@ class Rendered:
     cells: list[str | None] | None = None  # -T fields: the values, None where the number goes
     columns: Columns | None = None
     flow: dict[str, Any] | None = None  # --flow: what the flow page takes of the record
+    time: float = 0.0  # the record's capture time
 
-    def text(self, number: int) -> str:
-        """The record's text, numbered."""
+    def text(self, number: int, stamp: str | None = None) -> str:
+        """The record's text, numbered (and, in text modes, stamped: `stamp` is its time as
+        the writer's `-t` format gives it; the epoch seconds by default)."""
         if self.mode in ("json", "json-array"):
             return f'{{"number": {number}, {self.body}'
         if self.columns is not None and self.cells is not None:
             return self.columns.line(self.cells, number)
-        return f"{number:4d} {self.body}"
+        return f"{number:4d} {stamp or f'{self.time:17.6f}'} {self.body}"
+
+
+#: `-t` formats, as tshark's: absolute local time (and date), delta from the previous record
+#: (and from the previous one shown), epoch seconds, relative to the first record, UTC.
+TIME_FORMATS = ("a", "ad", "d", "dd", "e", "r", "u", "ud")
+
+
+class TimeStamps:
+    """Record times in one `-t` format; deltas need the records before (shown or not)."""
+
+    __slots__ = ("first", "form", "previous", "shown")
+
+    def __init__(self, form: str = "e") -> None:
+        if form not in TIME_FORMATS:
+            raise ValueError(f"-t {form!r}: one of {' '.join(TIME_FORMATS)}")
+        self.form = form
+        self.first: float | None = None
+        self.previous: float | None = None
+        self.shown: float | None = None
+
+    def seen(self, time: float) -> None:
+        """A record the display filter dropped: deltas count from it (`-t d`)."""
+        if self.first is None:
+            self.first = time
+        self.previous = time
+
+    def stamp(self, time: float) -> str:
+        """The time of a record that is shown."""
+        first = self.first if self.first is not None else time
+        form = self.form
+        if form == "e":
+            text = f"{time:17.6f}"
+        elif form in ("r", "d", "dd"):
+            base = {"r": first, "d": self.previous, "dd": self.shown}[form]
+            text = f"{time - (base if base is not None else time):17.6f}"
+        else:
+            utc = form.startswith("u")
+            moment = datetime.fromtimestamp(time, UTC if utc else None)
+            text = moment.strftime("%Y-%m-%d %H:%M:%S.%f" if form.endswith("d")
+                                   else "%H:%M:%S.%f")
+        self.seen(time)
+        self.shown = time
+        return text
 
 
 class Renderer:
@@ -86,7 +132,11 @@ class Renderer:
             body = "\n".join([summary, *finding_lines(rec)]) + "\n"
         # the export reuses what was computed here (the summary line, the JSON object)
         pcap = pcap_item(rec, summary, as_json) if self.export else None
-        return Rendered(body, mode, pcap, flow=flow)
+        return Rendered(body, mode, pcap, flow=flow, time=rec.time)
+
+
+def mode_has_time(mode: str) -> bool:
+    return mode in ("summary", "tree")
 
 
 class Writer:
@@ -94,16 +144,22 @@ class Writer:
     unless told not to (`read`: the stream's own buffering, as tshark -r without -l)."""
 
     def __init__(self, out: TextIO, mode: str = "summary", flush_each: bool = True,
-                 columns: Columns | None = None) -> None:
+                 columns: Columns | None = None, time_format: str = "e") -> None:
         self.out = out
         self.mode = mode
         self.flush_each = flush_each
         self.written = 0
+        self.times = TimeStamps(time_format)
         if columns is not None and columns.header:
             self.write_text(columns.header_line())
 
+    def skipped(self, time: float) -> None:
+        """A record the display filter dropped (deltas still count from it)."""
+        self.times.seen(time)
+
     def write(self, item: Rendered, number: int) -> None:
-        text = item.text(number)
+        text = item.text(number, self.times.stamp(item.time)
+                         if mode_has_time(self.mode) else None)
         if self.mode == "json-array":  # tshark -T json: one array, one record per element
             text = ("[\n  " if not self.written else ",\n  ") + text
         self.written += 1

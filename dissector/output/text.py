@@ -41,7 +41,7 @@ def _info(pkt: Packet) -> str:
 
 
 def summary_line(rec: ApduRecord) -> str:
-    """The summary line after its record number."""
+    """The summary line after its record number and time (the writer puts those in front)."""
     frames = ",".join(str(f) for f in rec.frames) or "-"
     info = _info(rec.packet)
     inner = rec.inner()
@@ -50,7 +50,7 @@ def summary_line(rec: ApduRecord) -> str:
     if rec.response_time is not None:
         info += f" (answers frame {rec.request_frame}, {rec.response_time:.3f}s)"
     sec = security_annotation(rec)
-    head = f"{rec.time:17.6f} {rec.direction:15s} {rec.link}  [{frames}]  {rec.apdu}  {info}"
+    head = f"{rec.direction:15s} {rec.link}  [{frames}]  {rec.apdu}  {info}"
     return head + (f"  {sec}" if sec else "")
 
 
