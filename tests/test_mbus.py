@@ -320,7 +320,7 @@ def test_bad_checksum_and_length_mismatch() -> None:
     assert raw(frame) == broken
     events = MbusFramer().feed(broken)
     assert len(events) == 1 and is_link_frame(events[0])
-    assert "mbus.bad-checksum" in {f.code for f in events[0].findings}
+    assert "mbus.bad-checksum" in {f.code for f in events[0].all_findings()}
     mismatch = wire[:2] + bytes([wire[2] + 1]) + wire[3:]
     assert "mbus.length-mismatch" in {f.code for f in findings_of(MBus(mismatch))}
 

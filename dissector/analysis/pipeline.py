@@ -179,7 +179,7 @@ class Dissector:
             direction = pdu.direction if pdu.direction != UNKNOWN \
                 else SIGN_ON_DIRECTIONS.get(kind, UNKNOWN)
             yield self._link_record(packet, f"mode-e-{kind}", pdu, pdu.link, direction,
-                                    own_findings(packet) + pdu.findings)
+                                    list(pdu.findings))
         else:
             yield from self._apdu(pdu, pdu.data, pdu.link, pdu.direction, [], "raw")
 
@@ -223,7 +223,7 @@ class Dissector:
         if seg is None or packet.checksum_ok is False:
             name = MBUS_RECORD_NAMES.get(type(packet).__name__, "mbus-frame")
             yield self._link_record(packet, name, pdu, pdu.link, pdu.direction,
-                                    own_findings(packet) + pdu.findings)
+                                    list(pdu.findings))
             return
         link = f"mbus {seg.address}" if pdu.link == "input" else f"{pdu.link} mbus {seg.address}"
         done, lost = self.mbus.feed(pdu.link, seg, pdu.frames, own_findings(packet))

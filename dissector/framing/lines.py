@@ -19,12 +19,14 @@ from layers.llc432 import HEADER_LEN, LLC432, looks_like_llc432
 
 
 def hex_units(lines: Iterable[bytes]) -> Iterator[Pdu | Finding]:
-    """The PDUs of pasted lines (numbered from 1, as their frame numbers) in order; findings
-    about a line ride on its next PDU, the rest come after the last line."""
+    """The PDUs of pasted lines (numbered from 1, as their frame numbers) in order. Every line
+    is accounted for: by the records of its PDUs (a frame it cuts short is one, with the
+    finding its layer gives), or by a finding that names it (ride on its next PDU, or come
+    after the last line)."""
     demux = SerialDemux("input")
     for n, data in enumerate(lines, 1):
         if data[:1] != b"\x7e" and (looks_like_mode_e(data) or looks_like_mbus(data)):
-            items: list[Pdu | Finding] = demux.feed(data, n)
+            items: list[Pdu | Finding] = demux.feed(data, n) + demux.end_of_line()
         elif looks_like_llc432(data):
             header = LLC432(data, stop_dissection_after=LLC432)
             items = [Pdu(data[HEADER_LEN:], "raw", [n],
@@ -40,7 +42,8 @@ def _riding(items: list[Pdu | Finding]) -> Iterator[Pdu | Finding]:
     notes: list[Finding] = []
     for item in items:
         if isinstance(item, Finding):
-            notes.append(Finding(item.severity, item.code, item.message))
+            where = f"line {item.frame}: " if item.frame else ""
+            notes.append(Finding(item.severity, item.code, where + item.message))
         else:
             item.findings[:0] = notes
             notes = []

@@ -80,6 +80,18 @@ class SerialDemux:
             self._idle = True
         return self._located(out)
 
+    def end_of_line(self) -> list[Pdu | Finding]:
+        """Pasted input: the line is whole. A sign-on message it leaves open, and a frame it
+        cuts short, are PDUs as they stand (their layers say what is missing)."""
+        out: list[Pdu | Finding] = []
+        if self._text:
+            text, self._text = self._text, b""
+            out.append(Pdu(text, "mode-e", self._text_frames, self._text_time))
+        if self.binary is not None:
+            out.extend(self.binary.rest())
+        self._idle = True
+        return self._located(out)
+
     def flush(self) -> list[Pdu | Finding]:
         """End of the stream."""
         out = self.silence()

@@ -95,6 +95,16 @@ class Splitter(ABC):
         self._report_skip(out)
         return out
 
+    def rest(self) -> list[Pdu | Finding]:
+        """The bytes held for a PDU not complete yet, as a PDU of their own (pasted input:
+        a line is whole, so a frame it cuts short is shown, with what its layer finds)."""
+        out = self.skipped()
+        if self._buf:
+            frames, time = self._marks.span(self._base, self._base + len(self._buf))
+            out.append(Pdu(bytes(self._buf), self.transport, frames, time))
+            self._consume(len(self._buf))
+        return out
+
     def interrupt(self) -> list[Pdu | Finding]:
         """The stream lost bytes here (a capture gap): end what is buffered as at the end of
         the stream, then look for the next PDU start as after noise."""
