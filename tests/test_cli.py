@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import subprocess
@@ -143,8 +144,10 @@ def test_jobs_output_equals_serial_output() -> None:
     for capture in [CORPUS / "htanwar922_Output-Ciphered-Simple-Key.pcap",
                     CORPUS / "interop" / "c_gmac_authenc_ded" / "capture.pcap"]:
         one, two = io.StringIO(), io.StringIO()
-        assert main(["read", str(capture), "--json", "--stats"], one) == 0
-        assert main(["read", str(capture), "--json", "--stats", "--jobs", "2"], two) == 0
+        with contextlib.redirect_stderr(one):  # --json: the statistics come on stderr
+            assert main(["read", str(capture), "--json", "--stats"], one) == 0
+        with contextlib.redirect_stderr(two):
+            assert main(["read", str(capture), "--json", "--stats", "--jobs", "2"], two) == 0
         assert one.getvalue() == two.getvalue() and one.getvalue().count("\n") > 50
 
 

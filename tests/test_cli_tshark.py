@@ -102,8 +102,8 @@ def test_an_unknown_field_or_option_is_named() -> None:
     assert out.returncode == 2 and b"'nosuch'" in out.stderr
     out = ours("read", str(SEED), "-e", "apdu")
     assert out.returncode == 2 and b"-T fields" in out.stderr
-    out = ours("read", str(SEED), "-q", "--ek=00112233445566778899AABBCCDDEEFF")
-    assert out.returncode == 2 and b"-q" in out.stderr
+    out = ours("read", str(SEED), "--no-such", "--ek=00112233445566778899AABBCCDDEEFF")
+    assert out.returncode == 2 and b"--no-such" in out.stderr
     assert b"00112233" not in out.stderr
 
 
@@ -144,3 +144,21 @@ def test_time_formats_as_tshark(form: str, display: str | None) -> None:
         assert [float(s) for s in stamps] == pytest.approx([float(t) for t in want])
     else:
         assert stamps == want
+
+
+def test_quiet_statistics_and_a_clean_json_stream() -> None:
+    """`-q -z assoc` prints only the statistics (as `tshark -q -z`); beside JSON records the
+    statistics go to stderr, so stdout stays one JSON object a line."""
+    quiet = ours("read", str(SEED), *SEED_KEYS, "-q", "-z", "assoc")
+    assert quiet.returncode == 0
+    text = quiet.stdout.decode()
+    assert text.lstrip().startswith("== associations ==") and '"apdu"' not in text
+    assert json.loads(text.split("== associations ==")[1])["server_system_title"] == \
+        "474F450000581CF1"  # seed-case.md: the AARE's responding-AP-title
+    mixed = ours("read", str(SEED), *SEED_KEYS, "--json", "--stats")
+    lines = mixed.stdout.decode().splitlines()
+    assert [json.loads(x)["frames"] for x in lines if '"apdu"' in x] == [[1], [2], [3], [4]]
+    assert all(x.startswith("{") for x in lines)
+    assert "== associations ==" in mixed.stderr.decode()
+    bad = ours("read", str(SEED), "-z", "io,stat,0")
+    assert bad.returncode == 2 and b"-z io" in bad.stderr

@@ -46,6 +46,7 @@ def _read(files: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> tuple[str, 
     monkeypatch.setattr(search, "_try", counted_try)
     monkeypatch.setattr(Opening, "first_byte", counted_first)
     out = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", out)  # --json: the statistics come on stderr
     assert main(["read", files[".pcap"], "--keys", files[".keys.toml"], "--port", "4061:hdlc",
                  "--json", "--stats"], out) == 0
     return out.getvalue(), looked, tries

@@ -3,6 +3,7 @@ links: the output is the serial output of the whole capture, record for record."
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from pathlib import Path
@@ -20,8 +21,10 @@ MANY = [CORPUS / "bearxiong99_sample.pcap", SIMPLE_KEY,
 
 
 def read(*argv: str) -> str:
+    """stdout and stderr (where --stats goes beside JSON records) of one `read`."""
     out = io.StringIO()
-    assert main(["read", *argv], out) == 0
+    with contextlib.redirect_stderr(out):
+        assert main(["read", *argv], out) == 0
     return out.getvalue()
 
 

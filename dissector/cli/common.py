@@ -145,7 +145,8 @@ def renderer(args: argparse.Namespace, display_filter: str | None = None) -> Ren
 def emit(out: TextIO, args: argparse.Namespace, items: Iterable[Numbered | End]) -> list[dict]:
     """Write numbered records (and the end-of-input findings) to `out` and to the `-w`
     export; return the association summaries."""
-    writer = Writer(out, mode(args), flush_each=False, columns=columns(args),
+    quiet = bool(getattr(args, "quiet", False))
+    writer = Writer(out, mode(args), flush_each=False, columns=None if quiet else columns(args),
                     time_format=getattr(args, "time_format", None) or "e")
     pcap = None
     if getattr(args, "write", None):
@@ -165,16 +166,19 @@ def emit(out: TextIO, args: argparse.Namespace, items: Iterable[Numbered | End])
                 if item.item is None:
                     writer.skipped(item.time)
                     continue
-                writer.write(item.item, item.number)
+                if not quiet:
+                    writer.write(item.item, item.number)
                 if pcap is not None:
                     pcap.write_item(item.item.pcap)
                 if flow is not None and item.item.flow is not None:
                     item.item.flow["number"] = item.number  # capture-wide under --jobs
                     flow.add(item.item.flow)
             else:
-                writer.end(item.findings)
+                if not quiet:
+                    writer.end(item.findings)
                 stats = item.summaries
-        writer.close()
+        if not quiet:
+            writer.close()
     finally:
         out.flush()
         if pcap is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Iterable
 from typing import Any, TextIO
 
@@ -11,6 +12,7 @@ from dissector.cli.common import (
     emit,
     key_options,
     load_keys,
+    mode,
     output_options,
     positive,
     renderer,
@@ -38,7 +40,15 @@ def add_parser(sub: Any) -> None:
                          " capture itself is the input file)")
     rd.add_argument("--flow", metavar="OUT.html",
                     help="write the association flow diagram (one self-contained HTML page)")
-    rd.add_argument("--stats", action="store_true", help="per-association statistics at the end")
+    rd.add_argument("--stats", action="store_true",
+                    help="per-association statistics at the end (on stdout after the text"
+                         " output; on stderr when stdout carries JSON or fields, so that the"
+                         " records stay one clean stream)")
+    rd.add_argument("-z", dest="statistics", action="append", default=[], metavar="STAT",
+                    help="statistics, as tshark -z: `assoc` (the same as --stats)")
+    rd.add_argument("-q", dest="quiet", action="store_true",
+                    help="no records: only the statistics (on stdout), the -w export and the"
+                         " --flow page, as tshark -q")
     rd.add_argument("--jobs", type=positive, default=1, metavar="N",
                     help="dissect associations in N processes (output stays in capture order)")
     rd.add_argument("--port", action="append", default=[], metavar="N:wrapper|hdlc|raw|mbus",
@@ -56,6 +66,10 @@ EXAMPLES = """examples:
 """
 
 
+#: What -z names.
+STATISTICS = ("assoc",)
+
+
 def _numbered_filter(args: argparse.Namespace) -> bool:
     """A -Y filter on the record number: only the serial run knows numbers while filtering."""
     from dissector.output.filter import filter_fields
@@ -71,6 +85,11 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     files = [*args.capture, *args.read_files]
     if not files:
         raise UsageError("read: give a capture file (or -r FILE)")
+    for stat in args.statistics:
+        if stat.split(",")[0] not in STATISTICS:
+            raise UsageError(f"-z {stat.split(',')[0]}: not a statistic of dlms-dissect (it has:"
+                             f" {', '.join(STATISTICS)})")
+    args.stats = args.stats or bool(args.statistics)
     store = load_keys(args)
     ports = dict(parse_port_spec(p) for p in args.port) or None
     render = renderer(args, args.filter)
@@ -85,5 +104,8 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         items = run_serial(dis, units_of_capture(files, ports, args.count), render)
     stats = emit(out, args, items)
     if args.stats:
-        out.write(stats_text(stats))
+        machine = mode(args) in ("json", "json-array", "fields") and not args.quiet
+        where = sys.stderr if machine else out
+        where.write(stats_text(stats))
+        where.flush()
     return 0

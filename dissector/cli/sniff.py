@@ -12,7 +12,7 @@ import threading
 from typing import TYPE_CHECKING, Any, TextIO
 
 from dissector.cli import extcap
-from dissector.cli.common import key_options, load_keys, output_options, renderer
+from dissector.cli.common import key_options, load_keys, mode, output_options, renderer
 from dissector.sources.tcp import DLMS_PORT
 
 if TYPE_CHECKING:
@@ -170,7 +170,8 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         source.run(args.duration)
     if source.capture is not None:
         sys.stderr.write(f"dlms-dissect: stopped; {source.capture.describe()}\n")
-    if args.stats:
-        out.write(stats_text(dis.tracker.summaries()))
-        out.flush()
+    if args.stats:  # as `read`: on stderr when stdout carries JSON or fields
+        where = sys.stderr if mode(args) in ("json", "json-array", "fields") else out
+        where.write(stats_text(dis.tracker.summaries()))
+        where.flush()
     return 0
