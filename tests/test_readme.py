@@ -36,3 +36,49 @@ def test_ci_runs_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     for part in command.group(1).split(" && "):
         assert part.strip() in ci, part
+
+
+def _usage_lines() -> dict[tuple[str, ...], str]:
+    """The usage lines of the README's plain code blocks: command words -> the flags text."""
+    out: dict[tuple[str, ...], str] = {}
+    blocks: list[str] = []
+    fence: str | None = None
+    for line in README.splitlines():
+        if line.startswith("```"):
+            if fence is None:
+                fence = line[3:].strip()
+                blocks.append("")
+            else:
+                fence = None
+            continue
+        if fence == "":
+            blocks[-1] += line + "\n"
+    for block in blocks:
+        command: tuple[str, ...] | None = None
+        for line in block.splitlines():
+            text = line.split("  #", 1)[0]
+            if text.startswith("dlms-dissect "):
+                first, *rest = text.split()[1:3]
+                second = rest[0].split("|") if rest and first in ("sniff", "keys") else []
+                commands = [(first, w) for w in second] or [(first,)]
+                for one in commands:
+                    out[one] = out.get(one, "") + " " + text
+                command = commands[-1]
+            elif command is not None and line.startswith(" "):
+                out[command] += " " + text  # a continuation of the last command
+            else:
+                command = None
+    return out
+
+
+def test_usage_lines_match_the_real_help() -> None:
+    """Every option a usage line of the README shows is one the command's --help lists."""
+    usage = _usage_lines()
+    assert {("read",), ("decode",), ("sniff", "serial"), ("sniff", "tcp")} <= set(usage)
+    for command, text in usage.items():
+        flags = set(re.findall(r"(?<![\w./-])(--?[A-Za-z][\w-]*)", text))
+        helped = subprocess.run([sys.executable, "-m", "dissector", *command, "--help"],
+                                cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert helped.returncode == 0, (command, helped.stderr)
+        missing = sorted(f for f in flags if f not in helped.stdout)
+        assert not missing, (command, missing)
