@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import NoReturn, TextIO
 
 from dissector.analysis.capture import End, Numbered
+from dissector.cli.progress import Progress
 from dissector.output.columns import Columns
 from dissector.output.render import TIME_FORMATS, Renderer, Writer
 from keys.keystore import Keystore, default_keystore_path, keystore_from_flags, load_keystore
@@ -67,6 +68,10 @@ def output_options(p: argparse.ArgumentParser) -> None:
                         " byte bit by bit, the deciphered APDU under its envelope)")
     g.add_argument("--json", action="store_true",
                    help="one JSON object per APDU, one a line (the same as -T jsonl)")
+    g.add_argument("--color", "--colour", dest="color", choices=("auto", "always", "never"),
+                   default="auto",
+                   help="severities in colour, as Wireshark colours them: auto (when the"
+                        " output is a terminal), always, never")
     g.add_argument("-t", dest="time_format", choices=TIME_FORMATS, metavar="FORMAT",
                    help="time column of the text output, as tshark -t: e epoch seconds"
                         " (default), r since the first record, d since the previous record,"
@@ -139,10 +144,20 @@ def columns(args: argparse.Namespace) -> Columns | None:
 def renderer(args: argparse.Namespace, display_filter: str | None = None) -> Renderer:
     """The records' rendering the options ask for (format, display filter, `-w` export)."""
     return Renderer(mode(args), display_filter, export=bool(getattr(args, "write", None)),
-                    columns=columns(args), flow=bool(getattr(args, "flow", None)))
+                    columns=columns(args), flow=bool(getattr(args, "flow", None)),
+                    colour=colour(args))
 
 
-def emit(out: TextIO, args: argparse.Namespace, items: Iterable[Numbered | End]) -> list[dict]:
+def colour(args: argparse.Namespace) -> bool:
+    """Whether severities are coloured: `--color`, `auto` when stdout is a terminal."""
+    choice = getattr(args, "color", "auto")
+    if choice == "auto":
+        return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    return choice == "always"
+
+
+def emit(out: TextIO, args: argparse.Namespace, items: Iterable[Numbered | End],
+         progress: Progress | None = None) -> list[dict]:
     """Write numbered records (and the end-of-input findings) to `out` and to the `-w`
     export; return the association summaries."""
     quiet = bool(getattr(args, "quiet", False))
@@ -163,6 +178,8 @@ def emit(out: TextIO, args: argparse.Namespace, items: Iterable[Numbered | End])
     try:
         for item in items:
             if isinstance(item, Numbered):
+                if progress is not None:
+                    progress.record()
                 if item.item is None:
                     writer.skipped(item.time)
                     continue
@@ -180,6 +197,8 @@ def emit(out: TextIO, args: argparse.Namespace, items: Iterable[Numbered | End])
         if not quiet:
             writer.close()
     finally:
+        if progress is not None:
+            progress.close()
         out.flush()
         if pcap is not None:
             pcap.close()

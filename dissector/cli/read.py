@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterable
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from dissector.cli.common import (
     UsageError,
@@ -17,6 +17,7 @@ from dissector.cli.common import (
     positive,
     renderer,
 )
+from dissector.cli.progress import Progress
 
 
 def add_parser(sub: Any) -> None:
@@ -77,6 +78,16 @@ def _numbered_filter(args: argparse.Namespace) -> bool:
     return bool(args.filter) and "number" in filter_fields(args.filter)
 
 
+def _opened(path: str) -> BinaryIO:
+    """A capture file opened for reading (errors as the reader words them)."""
+    from dissector.sources.capture import CaptureError
+
+    try:
+        return open(path, "rb")
+    except OSError as exc:
+        raise CaptureError(f"{path}: {exc.strerror or exc}") from None
+
+
 def run(args: argparse.Namespace, out: TextIO) -> int:
     from dissector.analysis.capture import run_serial, stats_text, units_of_capture
     from dissector.analysis.pipeline import Dissector
@@ -93,16 +104,22 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     store = load_keys(args)
     ports = dict(parse_port_spec(p) for p in args.port) or None
     render = renderer(args, args.filter)
+    progress = Progress(None, enabled=False)
     items: Iterable[Any]
     if args.jobs > 1 and not _numbered_filter(args):
         from dissector.analysis.parallel import run_parallel
 
+        progress = Progress(None)
         items = run_parallel(files, ports, store, args.jobs, render, keep_stats=args.stats,
                              count=args.count)
     else:
+        sources: list[Any] = files
+        if sys.stderr.isatty():  # progress: the bytes read of each file
+            sources = [p if p == "-" else _opened(p) for p in files]
+            progress = Progress([s for s in sources if s != "-"])
         dis = Dissector(store, keep_stats=args.stats)
-        items = run_serial(dis, units_of_capture(files, ports, args.count), render)
-    stats = emit(out, args, items)
+        items = run_serial(dis, units_of_capture(sources, ports, args.count), render)
+    stats = emit(out, args, items, progress)
     if args.stats:
         machine = mode(args) in ("json", "json-array", "fields") and not args.quiet
         where = sys.stderr if machine else out

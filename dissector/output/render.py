@@ -97,7 +97,7 @@ class Renderer:
 
     def __init__(self, mode: str = "summary", display_filter: str | None = None,
                  export: bool = False, columns: Columns | None = None,
-                 flow: bool = False) -> None:
+                 flow: bool = False, colour: bool = False) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown output mode {mode!r}")
         if (mode == "fields") != (columns is not None):
@@ -105,6 +105,7 @@ class Renderer:
         self.mode = mode
         self.columns = columns
         self.flow = flow
+        self.colour = colour  # severities in ANSI colours (text modes on a terminal)
         self.keep: Callable[[dict[str, Any]], bool] | None = \
             compile_filter(display_filter) if display_filter else None
         self.export = export
@@ -126,10 +127,10 @@ class Renderer:
             del as_json["number"]
             body = encode(as_json)[1:] + ("\n" if mode == "json" else "")
         elif mode == "tree":
-            body = "\n".join(tree_lines(rec)) + "\n\n"
+            body = "\n".join(tree_lines(rec, self.colour)) + "\n\n"
         else:
             summary = summary_line(rec)
-            body = "\n".join([summary, *finding_lines(rec)]) + "\n"
+            body = "\n".join([summary, *finding_lines(rec, self.colour)]) + "\n"
         # the export reuses what was computed here (the summary line, the JSON object)
         pcap = pcap_item(rec, summary, as_json) if self.export else None
         return Rendered(body, mode, pcap, flow=flow, time=rec.time)

@@ -54,11 +54,23 @@ def summary_line(rec: ApduRecord) -> str:
     return head + (f"  {sec}" if sec else "")
 
 
-def finding_lines(rec: ApduRecord) -> list[str]:
-    return [f"       {f.severity}: {f.code}: {f.message}" for f in rec.all_findings()]
+#: ANSI colours of the severities, as Wireshark colours its expert infos (error red, warning
+#: yellow, note cyan, chat blue).
+SEVERITY_COLOURS = {"error": "\x1b[1;31m", "warning": "\x1b[33m", "note": "\x1b[36m",
+                    "chat": "\x1b[34m"}
+RESET = "\x1b[0m"
 
 
-def tree_lines(rec: ApduRecord) -> list[str]:
+def finding_lines(rec: ApduRecord, colour: bool = False) -> list[str]:
+    return [f"       {_severity(f.severity, colour)}: {f.code}: {f.message}"
+            for f in rec.all_findings()]
+
+
+def _severity(severity: str, colour: bool) -> str:
+    return f"{SEVERITY_COLOURS.get(severity, '')}{severity}{RESET}" if colour else severity
+
+
+def tree_lines(rec: ApduRecord, colour: bool = False) -> list[str]:
     out = [summary_line(rec)]
     for frame in rec.frame_packets:
         out.extend(_indent(frame.show(dump=True)))
@@ -73,7 +85,7 @@ def tree_lines(rec: ApduRecord) -> list[str]:
         out.append(f"    deciphered with key={sec.get('key_kind')} ({res.key_name}),"
                    f" tag_verified={res.tag_verified}:")
         out.extend(_indent(res.packet.show(dump=True), 6))
-    out.extend(finding_lines(rec))
+    out.extend(finding_lines(rec, colour))
     return out
 
 
