@@ -82,3 +82,23 @@ def test_usage_lines_match_the_real_help() -> None:
         assert helped.returncode == 0, (command, helped.stderr)
         missing = sorted(f for f in flags if f not in helped.stdout)
         assert not missing, (command, missing)
+
+
+def test_every_option_has_help_text() -> None:
+    """`--help` explains every option of every command (the parser, walked)."""
+    import argparse
+
+    from dissector.cli.main import build_parser
+
+    missing: list[str] = []
+
+    def walk(parser: argparse.ArgumentParser, path: list[str]) -> None:
+        for action in parser._actions:  # argparse offers no public walk of its actions
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, [*path, name])
+            elif action.option_strings and not action.help:
+                missing.append(f"{' '.join(path)} {action.option_strings[0]}")
+
+    walk(build_parser(), [])
+    assert missing == []

@@ -18,6 +18,16 @@ from dissector.output.render import TIME_FORMATS, Renderer, Writer
 from keys.keystore import Keystore, default_keystore_path, keystore_from_flags, load_keystore
 
 KEY_FLAGS = ("ek", "ak", "bek", "kek", "dk", "hls_secret", "client_title", "server_title")
+KEY_HELP = {
+    "ek": "global unicast encryption key (GUEK)",
+    "ak": "authentication key (it enters the AAD and the GMAC of HLS 5)",
+    "bek": "global broadcast encryption key (GBEK, SC bit 6)",
+    "kek": "master key: unwraps key_transfer and general-ciphering wrapped keys",
+    "dk": "a static dedicated key (when the capture lacks the AARQ that carries it)",
+    "hls_secret": "HLS secret of mechanisms 2, 3, 4 and 6",
+    "client_title": "the client's system title (8 bytes), when no AARQ gives it",
+    "server_title": "the meter's system title (8 bytes), when no AARE gives it",
+}
 
 
 class UsageError(Exception):
@@ -58,7 +68,8 @@ def key_options(p: argparse.ArgumentParser) -> None:
                              "command line, where ps shows it; never echoed)")
     g.add_argument("--keys", metavar="FILE", help="keystore TOML file (default: $DLMS_KEYS)")
     for flag in KEY_FLAGS:
-        g.add_argument("--" + flag.replace("_", "-"), dest=flag, metavar="KEY")
+        g.add_argument("--" + flag.replace("_", "-"), dest=flag, metavar="KEY",
+                       help=KEY_HELP[flag])
 
 
 def output_options(p: argparse.ArgumentParser) -> None:

@@ -56,8 +56,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options Wireshark passes (protocol and capture options) and `--install`."""
     g = p.add_argument_group("extcap protocol (used by Wireshark)")
     g.add_argument("--extcap-interfaces", action="store_true", help="list the interfaces")
-    g.add_argument("--extcap-version", nargs="?", const="", metavar="VERSION")
-    g.add_argument("--extcap-interface", metavar="IF")
+    g.add_argument("--extcap-version", nargs="?", const="", metavar="VERSION",
+                   help="the Wireshark version that calls (given by Wireshark)")
+    g.add_argument("--extcap-interface", metavar="IF",
+                   help="the interface a call is about (dlms-serial or dlms-decipher)")
     g.add_argument("--extcap-dlts", action="store_true", help="link types of --extcap-interface")
     g.add_argument("--extcap-config", action="store_true", help="options of --extcap-interface")
     for unused in ("--extcap-capture-filter", "--extcap-control-in", "--extcap-control-out",
@@ -72,16 +74,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--port-found", metavar="DEVICE", help="serial port chosen from those found")
     c.add_argument("--port2", metavar="DEVICE", help="second port: the meter's line (Y-tap)")
     c.add_argument("--port2-found", metavar="DEVICE", help="second port chosen from those found")
-    c.add_argument("--baud", type=int, default=DEFAULT_BAUD)
-    c.add_argument("--bytesize", type=int, choices=(5, 6, 7, 8), default=8)
-    c.add_argument("--parity", type=str.upper, choices=("N", "E", "O", "M", "S"), default="N")
-    c.add_argument("--stopbits", type=float, choices=(1, 1.5, 2), default=1)
+    c.add_argument("--baud", type=int, default=DEFAULT_BAUD, help="baud rate (default 9600)")
+    c.add_argument("--bytesize", type=int, choices=(5, 6, 7, 8), default=8,
+                   help="data bits (default 8)")
+    c.add_argument("--parity", type=str.upper, choices=("N", "E", "O", "M", "S"), default="N",
+                   help="parity (default N)")
+    c.add_argument("--stopbits", type=float, choices=(1, 1.5, 2), default=1,
+                   help="stop bits (default 1)")
     c.add_argument("--gap", type=float, metavar="SECONDS",
                    help="silence that ends a frame (default: 10 character times, >= 0.05 s)")
     c.add_argument("--sign-on", action="store_true",
                    help="start at 300 Bd 7E1 (IEC 62056-21 sign-on) and follow the switch")
     t = p.add_argument_group("deciphering tap options")
-    t.add_argument("--source", choices=SOURCES, default="serial")
+    t.add_argument("--source", choices=SOURCES, default="serial",
+                   help="what the deciphering tap reads: serial ports, a TCP relay, or"
+                        " passive TCP capture")
     t.add_argument("--keys", metavar="FILE", help="keystore TOML file (default: $DLMS_KEYS)")
     t.add_argument("--listen", metavar="HOST:PORT", help="tcp-tap: accept clients here ...")
     t.add_argument("--forward", metavar="HOST:PORT", help="... and relay them to the meter")

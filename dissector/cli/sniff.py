@@ -51,9 +51,12 @@ def add_parsers(subparsers: Any) -> None:
                                   "the client's transmit line")
     ser.add_argument("port2", nargs="?", help="second port: the one on the meter's line")
     ser.add_argument("--baud", type=int, default=9600, help="default 9600")
-    ser.add_argument("--bytesize", "--data-bits", type=int, choices=(5, 6, 7, 8), default=8)
-    ser.add_argument("--parity", type=str.upper, choices=("N", "E", "O", "M", "S"), default="N")
-    ser.add_argument("--stopbits", type=float, choices=(1, 1.5, 2), default=1)
+    ser.add_argument("--bytesize", "--data-bits", type=int, choices=(5, 6, 7, 8), default=8,
+                     help="data bits (default 8)")
+    ser.add_argument("--parity", type=str.upper, choices=("N", "E", "O", "M", "S"), default="N",
+                     help="parity: none, even, odd, mark, space (default N)")
+    ser.add_argument("--stopbits", type=float, choices=(1, 1.5, 2), default=1,
+                     help="stop bits (default 1)")
     ser.add_argument("--gap", type=float, metavar="SECONDS",
                      help="silence that ends a record and cuts an open frame (default: 10 "
                           "character times, at least 0.05 s)")
