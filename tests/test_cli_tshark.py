@@ -162,3 +162,20 @@ def test_quiet_statistics_and_a_clean_json_stream() -> None:
     assert "== associations ==" in mixed.stderr.decode()
     bad = ours("read", str(SEED), "-z", "io,stat,0")
     assert bad.returncode == 2 and b"-z io" in bad.stderr
+
+
+def test_hex_dump_as_tshark() -> None:
+    """`-x`: each record's frame bytes dumped as tshark -x dumps the same frames (the seed
+    case: one frame a record), then the deciphered APDU with its dedicated key withheld."""
+    import re
+
+    dump = re.compile(r"^[0-9a-f]{4}  ")
+    theirs_out = theirs("-r", str(SEED), "-x").stdout.decode()
+    their_blocks = [[x for x in block.splitlines() if dump.match(x)]
+                    for block in theirs_out.strip().split("\n\n")]
+    text = ours("read", str(SEED), *SEED_KEYS, "-x").stdout.decode()
+    records = re.split(r"(?m)^ {0,3}\d+ \d", text)[1:]
+    ours_blocks = [[x for x in r.split("deciphered APDU:")[0].splitlines() if dump.match(x)]
+                   for r in records]
+    assert ours_blocks == their_blocks and len(ours_blocks) == 4
+    assert "deciphered APDU:\n0000  01 01 10 00 00 00" in records[0]  # the key zeroed

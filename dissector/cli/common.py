@@ -83,6 +83,9 @@ def output_options(p: argparse.ArgumentParser) -> None:
                    default="auto",
                    help="severities in colour, as Wireshark colours them: auto (when the"
                         " output is a terminal), always, never")
+    g.add_argument("-x", dest="hex_dump", action="store_true",
+                   help="after each record, a hex dump of the frame bytes and of the"
+                        " deciphered APDU, as tshark -x")
     g.add_argument("-t", dest="time_format", choices=TIME_FORMATS, metavar="FORMAT",
                    help="time column of the text output, as tshark -t: e epoch seconds"
                         " (default), r since the first record, d since the previous record,"
@@ -156,7 +159,7 @@ def renderer(args: argparse.Namespace, display_filter: str | None = None) -> Ren
     """The records' rendering the options ask for (format, display filter, `-w` export)."""
     return Renderer(mode(args), display_filter, export=bool(getattr(args, "write", None)),
                     columns=columns(args), flow=bool(getattr(args, "flow", None)),
-                    colour=colour(args))
+                    colour=colour(args), dump=bool(getattr(args, "hex_dump", False)))
 
 
 def colour(args: argparse.Namespace) -> bool:

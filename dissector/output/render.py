@@ -20,7 +20,7 @@ from dissector.output.flow import flow_item
 from dissector.output.jsonout import encode, record_json
 from dissector.output.pcap import PcapItem, pcap_item
 from dissector.output.redact import withhold_keys
-from dissector.output.text import finding_lines, summary_line, tree_lines
+from dissector.output.text import dump_lines, finding_lines, summary_line, tree_lines
 from layers.expert import Finding
 
 MODES = ("summary", "tree", "json", "json-array", "fields")
@@ -97,7 +97,7 @@ class Renderer:
 
     def __init__(self, mode: str = "summary", display_filter: str | None = None,
                  export: bool = False, columns: Columns | None = None,
-                 flow: bool = False, colour: bool = False) -> None:
+                 flow: bool = False, colour: bool = False, dump: bool = False) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown output mode {mode!r}")
         if (mode == "fields") != (columns is not None):
@@ -106,6 +106,7 @@ class Renderer:
         self.columns = columns
         self.flow = flow
         self.colour = colour  # severities in ANSI colours (text modes on a terminal)
+        self.dump = dump  # -x: hex dumps after each record (text modes)
         self.keep: Callable[[dict[str, Any]], bool] | None = \
             compile_filter(display_filter) if display_filter else None
         self.export = export
@@ -131,6 +132,8 @@ class Renderer:
         else:
             summary = summary_line(rec)
             body = "\n".join([summary, *finding_lines(rec, self.colour)]) + "\n"
+        if self.dump and mode in ("summary", "tree"):
+            body += "\n".join(dump_lines(rec)) + "\n"
         # the export reuses what was computed here (the summary line, the JSON object)
         pcap = pcap_item(rec, summary, as_json) if self.export else None
         return Rendered(body, mode, pcap, flow=flow, time=rec.time)

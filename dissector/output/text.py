@@ -91,3 +91,30 @@ def tree_lines(rec: ApduRecord, colour: bool = False) -> list[str]:
 
 def _indent(text: str | None, n: int = 4) -> list[str]:
     return [" " * n + line for line in (text or "").splitlines() if line.strip()]
+
+
+def hex_dump(data: bytes) -> list[str]:
+    """Bytes as tshark -x shows them: offset, 16 bytes in hex, the printable ones as text."""
+    lines = []
+    for at in range(0, len(data), 16):
+        chunk = data[at:at + 16]
+        text = "".join(chr(b) if 0x20 <= b < 0x7F else "." for b in chunk)
+        lines.append(f"{at:04x}  {' '.join(f'{b:02x}' for b in chunk):<47}   {text}")
+    return lines
+
+
+def dump_lines(rec: ApduRecord) -> list[str]:
+    """`-x`: the bytes the capture frames carried (the whole frames where the record has them,
+    else the APDU) and, for a deciphered APDU, the plaintext (keys withheld)."""
+    frames = [bytes(p.original) for p in rec.frame_packets if getattr(p, "original", None)]
+    wire = frames or [bytes(rec.packet.original or b"")]
+    out: list[str] = []
+    for data in wire:
+        out.extend(hex_dump(data))
+        out.append("")
+    plain = rec.plaintext()
+    if plain is not None:
+        out.append("deciphered APDU:")
+        out.extend(hex_dump(plain))
+        out.append("")
+    return out
