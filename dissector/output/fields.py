@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from scapy.fields import ConditionalField, EnumField, Field, FlagsField
@@ -47,6 +48,11 @@ def _plan(cls: type[Packet]) -> tuple[str | None, Plan]:
     return plan
 
 
+def layer_name(pkt: Packet) -> str:
+    """A layer's name as the outputs give it: its Green Book APDU name, else Scapy's name."""
+    return _plan(type(pkt))[0] or pkt.name
+
+
 def _named_int(pkt: Packet, fld: Field, val: int) -> Any:
     shown = fld.i2repr(pkt, val)
     if isinstance(shown, str) and shown not in (str(val), hex(val)) and \
@@ -82,6 +88,20 @@ def _value(pkt: Packet, fld: Field, val: Any, depth: int, named: bool,
     return str(val)
 
 
+def present_fields(pkt: Packet) -> Iterator[tuple[str, Field, Any, bool, bool]]:
+    """The fields a dissected packet has (its conditions met), in order: (name, field, value,
+    shows names, names independent of the packet). What the JSON tree and the `-V` tree walk."""
+    fields, overloaded, defaults = pkt.fields, pkt.overloaded_fields, pkt.default_fields
+    for name, fld, cond, named, fixed in _plan(type(pkt))[1]:
+        if cond is not None and not cond._evalcond(pkt):
+            continue
+        if name in fields:
+            yield name, fld, fields[name], named, fixed
+        elif name in defaults:
+            yield name, fld, overloaded[name] if name in overloaded else defaults[name], \
+                named, fixed
+
+
 def packet_fields(pkt: Packet | None, depth: int = 0) -> dict[str, Any] | None:
     """{"layer": name, field: value, ..., "payload": {...}} for a packet and its payloads.
 
@@ -94,7 +114,7 @@ def packet_fields(pkt: Packet | None, depth: int = 0) -> dict[str, Any] | None:
     apdu_name, plan = _plan(type(pkt))
     out: dict[str, Any] = {"layer": apdu_name or pkt.name}
     fields, overloaded, defaults = pkt.fields, pkt.overloaded_fields, pkt.default_fields
-    for name, fld, cond, named, fixed in plan:
+    for name, fld, cond, named, fixed in plan:  # `present_fields`, inlined: the hot path
         if cond is not None and not cond._evalcond(pkt):
             continue
         if name in fields:

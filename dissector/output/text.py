@@ -6,6 +6,7 @@ from __future__ import annotations
 from scapy.packet import Packet
 
 from dissector.analysis.record import ApduRecord
+from dissector.output.tree import packet_lines
 from layers.security import describe_sc, explain_sc
 
 FAMILY_WORDS = {"glo": "glo", "ded": "ded", "general": "general", "signing": "signed"}
@@ -71,26 +72,18 @@ def _severity(severity: str, colour: bool) -> str:
 
 
 def tree_lines(rec: ApduRecord, colour: bool = False) -> list[str]:
+    """`-V`: the summary line, the frames and the APDU field by field (the deciphered APDU
+    under its envelope), the security control byte bit by bit, the findings."""
     out = [summary_line(rec)]
     for frame in rec.frame_packets:
-        out.extend(_indent(frame.show(dump=True)))
-    out.extend(_indent(rec.packet.show(dump=True)))
+        out.extend(packet_lines(frame))
+    out.extend(packet_lines(rec.packet))
     env = rec.envelope
     if env is not None and env.security_control is not None:
         out.append("    security control:")
         out.extend(f"      {line}" for line in explain_sc(env.security_control))
-    res = env.deciphered if env is not None else None
-    if res is not None and res.packet is not None:
-        sec = rec.security() or {}
-        out.append(f"    deciphered with key={sec.get('key_kind')} ({res.key_name}),"
-                   f" tag_verified={res.tag_verified}:")
-        out.extend(_indent(res.packet.show(dump=True), 6))
     out.extend(finding_lines(rec, colour))
     return out
-
-
-def _indent(text: str | None, n: int = 4) -> list[str]:
-    return [" " * n + line for line in (text or "").splitlines() if line.strip()]
 
 
 def hex_dump(data: bytes) -> list[str]:
