@@ -102,3 +102,15 @@ def test_every_option_has_help_text() -> None:
 
     walk(build_parser(), [])
     assert missing == []
+
+
+def test_every_command_help_ends_with_examples() -> None:
+    commands = [["read"], ["decode"], ["sniff", "serial"], ["sniff", "tcp"], ["keys", "check"],
+                ["fields"], ["wireshark"], []]
+    for command in commands:
+        helped = subprocess.run([sys.executable, "-m", "dissector", *command, "--help"],
+                                cwd=ROOT, capture_output=True, text=True, timeout=60)
+        tail = helped.stdout.rsplit("examples:", 1)
+        assert helped.returncode == 0 and len(tail) == 2, command
+        assert all(line.strip().startswith(("dlms-dissect", "xclip")) or not line.strip()
+                   or line.startswith("  dlms-dissect") for line in tail[1].splitlines()), command

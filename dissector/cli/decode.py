@@ -10,7 +10,12 @@ from dissector.cli.common import emit, key_options, load_keys, output_options, r
 
 
 def add_parser(sub: Any) -> None:
-    dec = sub.add_parser("decode", help="decode hex frames or APDUs (arguments or stdin)")
+    dec = sub.add_parser("decode", help="decode hex frames or APDUs (arguments or stdin)",
+                         epilog="""examples:
+  dlms-dissect decode 7EA0106103527CE2E6E7000E060006DD487E
+  dlms-dissect decode C8 1E 30 01234567 ... --ek 000102030405060708090A0B0C0D0E0F --ak ...
+  xclip -o | dlms-dissect decode --json      (one frame or APDU a line on stdin)
+""", formatter_class=argparse.RawDescriptionHelpFormatter)
     dec.add_argument("hex", nargs="*", help="one frame or APDU per argument")
     output_options(dec)
     key_options(dec)

@@ -9,7 +9,11 @@ from dissector.output.filter import fields_text
 
 
 def add_parser(sub: Any) -> None:
-    sub.add_parser("fields", help="list the fields -Y filters can name (path, type, meaning)")
+    sub.add_parser("fields", help="list the fields -Y filters can name (path, type, meaning)",
+                   epilog="""examples:
+  dlms-dissect fields
+  dlms-dissect fields | grep security
+""", formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def run(args: argparse.Namespace, out: TextIO) -> int:

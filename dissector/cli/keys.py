@@ -11,7 +11,9 @@ from keys.keystore import check_keystore
 def add_parser(sub: Any) -> None:
     keys = sub.add_parser("keys", help="keystore tools")
     ksub = keys.add_subparsers(dest="keys_command", required=True)
-    chk = ksub.add_parser("check", help="validate a keystore file")
+    chk = ksub.add_parser("check", help="validate a keystore file", epilog="""examples:
+  dlms-dissect keys check meters.toml
+""", formatter_class=argparse.RawDescriptionHelpFormatter)
     chk.add_argument("file")
 
 

@@ -46,7 +46,12 @@ def add_parsers(subparsers: Any) -> None:
     sniff = subparsers.add_parser("sniff", help="dissect live traffic: serial taps, a TCP tap "
                                                 "or an interface")
     ssub = sniff.add_subparsers(dest="sniff_command", required=True)
-    ser = ssub.add_parser("serial", help="one port (half-duplex bus) or two (Y-tap)")
+    ser = ssub.add_parser("serial", help="one port (half-duplex bus) or two (Y-tap)",
+                          epilog="""examples:
+  dlms-dissect sniff serial /dev/ttyUSB0 --baud 9600 -w line.pcapng --keys meters.toml
+  dlms-dissect sniff serial /dev/ttyUSB0 /dev/ttyUSB1 --json      (a Y-tap)
+  dlms-dissect sniff serial /dev/ttyUSB0 --sign-on --flow flow.html  (optical probe)
+""", formatter_class=argparse.RawDescriptionHelpFormatter)
     ser.add_argument("port", help="serial device or pyserial URL; with two ports, the one on "
                                   "the client's transmit line")
     ser.add_argument("port2", nargs="?", help="second port: the one on the meter's line")
@@ -63,8 +68,12 @@ def add_parsers(subparsers: Any) -> None:
     ser.add_argument("--sign-on", action="store_true",
                      help="start at 300 Bd 7E1 for IEC 62056-21 sign-on; back there after DISC")
     _common(ser)
-    tcp = ssub.add_parser("tcp", help="passive capture on an interface, or an active tap "
-                                      "between client and meter")
+    tcp = ssub.add_parser("tcp", epilog="""examples:
+  dlms-dissect sniff tcp --iface eth0 --keys meters.toml
+  dlms-dissect sniff tcp --listen 0.0.0.0:4059 --forward 192.0.2.10:4059 -w tap.pcapng
+""", formatter_class=argparse.RawDescriptionHelpFormatter,
+                          help="passive capture on an interface, or an active tap between"
+                               " client and meter")
     where = tcp.add_mutually_exclusive_group(required=True)
     where.add_argument("--iface", metavar="IF", help="capture on this interface")
     where.add_argument("--listen", metavar="HOST:PORT", help="tap: accept clients here ...")

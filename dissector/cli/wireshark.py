@@ -35,7 +35,10 @@ TIMEOUT = 60
 
 def add_parser(sub: Any) -> None:
     ws = sub.add_parser("wireshark", help="install the Lua plugin dlmsd and the extcap "
-                                          "interfaces into Wireshark")
+                                          "interfaces into Wireshark", epilog="""examples:
+  dlms-dissect wireshark --install
+  dlms-dissect wireshark --install --dir ~/.local/lib/wireshark/plugins
+""", formatter_class=argparse.RawDescriptionHelpFormatter)
     ws.add_argument("--install", action="store_true", required=True,
                     help="install (the only action)")
     ws.add_argument("--dir", metavar="DIR",
