@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import time
 from typing import Any, BinaryIO
 
 
@@ -16,6 +17,7 @@ class Progress:
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
         self.files = files or []
         self.records = 0
+        self.started = time.monotonic()
         self.bar: Any = None
         if not self.enabled:
             return
@@ -37,14 +39,18 @@ class Progress:
         self.records += 1
         if self.bar is None or self.records % 64:
             return
-        self.bar.set_postfix_str(f"{self.records} records", refresh=False)
+        self.bar.set_postfix_str(self._counts(), refresh=False)
         read = sum(_position(f) for f in self.files)
         self.bar.update(read - self.bar.n)
+
+    def _counts(self) -> str:
+        rate = self.records / max(time.monotonic() - self.started, 1e-6)
+        return f"{self.records} records, {rate:.0f} APDUs/s"
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.update(sum(_position(f) for f in self.files) - self.bar.n)
-            self.bar.set_postfix_str(f"{self.records} records")  # shown, then cleared
+            self.bar.set_postfix_str(self._counts())  # shown, then cleared
             self.bar.close()
 
 
