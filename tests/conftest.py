@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,16 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("DLMS_SHARED", ROOT.parent / "shared"))
 CORPUS = SHARED / "corpus"
+
+
+def require(tool: str, package: str) -> str:
+    """The path of a system tool the test runs; a user's machine without it skips, CI (env CI
+    set, where `.ci/run` installs it) fails."""
+    path = shutil.which(tool)
+    if path is None:
+        message = f"{tool} is missing (apt-get install -y {package}; .ci/run installs it)"
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(message)
+    return path  # type: ignore[return-value]
 
 
 def corpus_path(*parts: str) -> Path:

@@ -8,13 +8,12 @@ import gzip
 import json
 import lzma
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import corpus_path
+from conftest import corpus_path, require
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "pcaps" / "seed-case.pcap"
@@ -22,12 +21,7 @@ SEED_KEYS = ["--keys", str(ROOT / "pcaps" / "seed-case.keys.toml")]
 
 
 def tshark() -> str:
-    path = shutil.which("tshark")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("tshark is not installed (.ci/run installs it)")
-        pytest.skip("tshark is not installed (apt-get install tshark)")
-    return path
+    return require("tshark", "tshark")
 
 
 def ours(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:

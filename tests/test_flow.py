@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import pickle
 import re
-import shutil
 import struct
 import subprocess
 import tomllib
@@ -23,8 +21,7 @@ from io import StringIO
 from pathlib import Path
 from typing import Any
 
-import pytest
-from conftest import ROOT, corpus_path
+from conftest import ROOT, corpus_path, require
 
 from dissector.cli.main import main
 from dissector.output.flow import FIELDS_CHARS, TEXT_CHARS, FlowWriter
@@ -43,12 +40,7 @@ GURUX_KEYS = {"global": "global-unicast", "dedicated": "dedicated"}
 # -- Chromium and the DOM -----------------------------------------------------------------------
 def chromium() -> str:
     """The browser; on a user's machine without it the test skips, in CI it fails."""
-    path = shutil.which("chromium")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing in CI (.ci/run must install it)")
-        pytest.skip("chromium is missing (apt-get install chromium; CI installs it)")
-    return path
+    return require("chromium", "chromium")
 
 
 def browse(page: Path, tmp: Path, *flags: str, fragment: str = "") -> str:

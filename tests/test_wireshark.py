@@ -14,7 +14,6 @@ import io
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import corpus_path
+from conftest import corpus_path, require
 from scapy.utils import RawPcapNgReader, RawPcapReader
 
 from dissector import cli
@@ -40,15 +39,6 @@ DURATION = 12  # -a duration of the live captures (tshark takes seconds to start
 FIELDS = ("dlmsd.apdu", "dlmsd.key_kind", "dlmsd.tag_verified", "dlmsd.key_name",
           "dlmsd.frames", "dlmsd.link", "dlmsd.direction", "dlmsd.ic", "dlmsd.sc",
           "dlmsd.system_title", "dlmsd.inner")
-
-
-def require(tool: str, package: str) -> str:
-    """The path of `tool`; a user's machine without it skips, CI (env CI set) fails."""
-    path = shutil.which(tool)
-    if path is None:
-        message = f"{tool} is missing (apt-get install -y {package})"
-        (pytest.fail if os.environ.get("CI") else pytest.skip)(message)
-    return path  # type: ignore[return-value]
 
 
 @dataclass
