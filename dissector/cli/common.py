@@ -9,7 +9,7 @@ import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 
 from dissector.analysis.capture import End, Numbered
 from dissector.cli.progress import Progress
@@ -17,6 +17,7 @@ from dissector.output.columns import Columns
 from dissector.output.render import TIME_FORMATS, Renderer, Writer
 from keys.keystore import Keystore, default_keystore_path, keystore_from_flags, load_keystore
 
+DEFAULT_BAUD = 9600
 KEY_FLAGS = ("ek", "ak", "bek", "kek", "dk", "hls_secret", "client_title", "server_title")
 KEY_HELP = {
     "ek": "global unicast encryption key (GUEK)",
@@ -70,6 +71,23 @@ def key_options(p: argparse.ArgumentParser) -> None:
     for flag in KEY_FLAGS:
         g.add_argument("--" + flag.replace("_", "-"), dest=flag, metavar="KEY",
                        help=KEY_HELP[flag])
+
+
+def serial_line_options(g: Any) -> None:
+    """The line settings of a serial tap (`sniff serial` and the extcaps share them)."""
+    g.add_argument("--baud", type=int, default=DEFAULT_BAUD, help="baud rate (default 9600)")
+    g.add_argument("--bytesize", "--data-bits", type=int, choices=(5, 6, 7, 8), default=8,
+                   help="data bits (default 8)")
+    g.add_argument("--parity", type=str.upper, choices=("N", "E", "O", "M", "S"), default="N",
+                   help="parity: none, even, odd, mark, space (default N)")
+    g.add_argument("--stopbits", type=float, choices=(1, 1.5, 2), default=1,
+                   help="stop bits (default 1)")
+    g.add_argument("--gap", type=float, metavar="SECONDS",
+                   help="silence that ends a record and cuts an open frame (default: 10"
+                        " character times, at least 0.05 s)")
+    g.add_argument("--sign-on", action="store_true",
+                   help="start at 300 Bd 7E1 for IEC 62056-21 sign-on; follow the baud rate the"
+                        " acknowledgement selects, and go back there after DISC")
 
 
 def output_options(p: argparse.ArgumentParser) -> None:

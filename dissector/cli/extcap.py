@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from dissector.cli.common import version
+from dissector.cli.common import DEFAULT_BAUD, serial_line_options, version
 from dissector.output.pcap import LINKTYPE_ETHERNET, PcapOut
 from dissector.sources.frames import LINKTYPE_USER0
 
@@ -46,7 +46,7 @@ LAUNCHER = "dlms-extcap"
 OLD_LAUNCHERS = ("dlms-serial-tap",)
 MARK = "# Wireshark extcap launcher (dlms-dissector)"
 BAUDS = (300, 600, 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
-DEFAULT_BAUD = 9600
+
 SOURCES = ("serial", "tcp-tap", "tcp-passive")
 #: How long an extcap that cannot capture waits for Wireshark to open the fifo (to close it).
 FIFO_WAIT = 10.0
@@ -74,17 +74,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--port-found", metavar="DEVICE", help="serial port chosen from those found")
     c.add_argument("--port2", metavar="DEVICE", help="second port: the meter's line (Y-tap)")
     c.add_argument("--port2-found", metavar="DEVICE", help="second port chosen from those found")
-    c.add_argument("--baud", type=int, default=DEFAULT_BAUD, help="baud rate (default 9600)")
-    c.add_argument("--bytesize", type=int, choices=(5, 6, 7, 8), default=8,
-                   help="data bits (default 8)")
-    c.add_argument("--parity", type=str.upper, choices=("N", "E", "O", "M", "S"), default="N",
-                   help="parity (default N)")
-    c.add_argument("--stopbits", type=float, choices=(1, 1.5, 2), default=1,
-                   help="stop bits (default 1)")
-    c.add_argument("--gap", type=float, metavar="SECONDS",
-                   help="silence that ends a frame (default: 10 character times, >= 0.05 s)")
-    c.add_argument("--sign-on", action="store_true",
-                   help="start at 300 Bd 7E1 (IEC 62056-21 sign-on) and follow the switch")
+    serial_line_options(c)
     t = p.add_argument_group("deciphering tap options")
     t.add_argument("--source", choices=SOURCES, default="serial",
                    help="what the deciphering tap reads: serial ports, a TCP relay, or"

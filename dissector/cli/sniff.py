@@ -12,7 +12,14 @@ import threading
 from typing import TYPE_CHECKING, Any, TextIO
 
 from dissector.cli import extcap
-from dissector.cli.common import key_options, load_keys, mode, output_options, renderer
+from dissector.cli.common import (
+    key_options,
+    load_keys,
+    mode,
+    output_options,
+    renderer,
+    serial_line_options,
+)
 from dissector.sources.tcp import DLMS_PORT
 
 if TYPE_CHECKING:
@@ -55,18 +62,7 @@ def add_parsers(subparsers: Any) -> None:
     ser.add_argument("port", help="serial device or pyserial URL; with two ports, the one on "
                                   "the client's transmit line")
     ser.add_argument("port2", nargs="?", help="second port: the one on the meter's line")
-    ser.add_argument("--baud", type=int, default=9600, help="default 9600")
-    ser.add_argument("--bytesize", "--data-bits", type=int, choices=(5, 6, 7, 8), default=8,
-                     help="data bits (default 8)")
-    ser.add_argument("--parity", type=str.upper, choices=("N", "E", "O", "M", "S"), default="N",
-                     help="parity: none, even, odd, mark, space (default N)")
-    ser.add_argument("--stopbits", type=float, choices=(1, 1.5, 2), default=1,
-                     help="stop bits (default 1)")
-    ser.add_argument("--gap", type=float, metavar="SECONDS",
-                     help="silence that ends a record and cuts an open frame (default: 10 "
-                          "character times, at least 0.05 s)")
-    ser.add_argument("--sign-on", action="store_true",
-                     help="start at 300 Bd 7E1 for IEC 62056-21 sign-on; back there after DISC")
+    serial_line_options(ser)
     _common(ser)
     tcp = ssub.add_parser("tcp", epilog="""examples:
   dlms-dissect sniff tcp --iface eth0 --keys meters.toml
