@@ -19,10 +19,18 @@ What one capture holds (Ethernet/IPv4/TCP, link type 1, written with Scapy's Raw
 - push connections: a meter connects to the head-end and sends data-notifications inside
   general-glo-ciphering.
 
+`--plain` writes the same kind of capture without any ciphering (NAME = `plain-10k` etc.):
+associations use low-level security (AARQ with mechanism 1 and the meter's password, a plain
+initiate-request without dedicated key; AARE accepted with a plain initiate-response; no HLS
+pass 3/4), the same mix of get/set/action and profile reads with datablocks in plain APDUs,
+RLRQ/RLRE without user-information, no public-client association first, and push sessions send
+plain data-notifications. Every key kind in NAME.pdus is 0; the keystore is still written, but
+a plain capture is read without `--keys`.
+
 Keys: every meter has its own EK/AK/system title (one `[[meter]]` entry each in the keystore),
 the head-end one client system title; invocation counters grow per meter and side.
 
-Files written beside each other (NAME = `headend-10k` etc.):
+Files written beside each other (NAME = `headend-10k`, or `plain-10k` with `--plain`):
   NAME.pcap          the capture
   NAME.keys.toml     keystore for `dlms-dissect read --keys`
   NAME.pdus          every wrapper PDU / HDLC frame of the capture, in capture order, for the
@@ -30,7 +38,7 @@ Files written beside each other (NAME = `headend-10k` etc.):
   NAME.sessions.tsv  per session: kind, transport, client/server titles, EK, AK, dedicated key
   NAME.json          manifest: counts, ports, seed, what was generated
 
-    python3 bench/generate.py --sizes 10k,100k [--out /tmp/dlms-bench] [--seed 4059]
+    python3 bench/generate.py --sizes 10k,100k [--out /tmp/dlms-bench] [--seed 4059] [--plain]
 """
 
 from __future__ import annotations
@@ -123,12 +131,16 @@ SC = 0x30  # authenticated and encrypted, suite 0
 LN_CIPHERED = bytes.fromhex("A109060760857405080103")
 LN_PLAIN = bytes.fromhex("A109060760857405080101")
 MECH_GMAC = bytes.fromhex("8B0760857405080205")
+MECH_LLS = bytes.fromhex("8B0760857405080201")  # mechanism-name: low-level security
 MECH_GMAC_AARE = bytes.fromhex("890760857405080205")
 ACSE_REQ = bytes.fromhex("8A020780")
 ACSE_RSP = bytes.fromhex("88020780")
 # initiate-request without dedicated key / user-information of a public client
 PUBLIC_INITIATE = bytes.fromhex("01000000065F1F0400001E1DFFFF")
 INITIATE_RESPONSE = bytes.fromhex("0800065F1F0400001E1D04000007")
+ACCEPTED = bytes.fromhex("A203020100A305A103020100")  # result accepted, diagnostic null
+RLRQ_PLAIN = bytes.fromhex("6203800100")  # release-request, reason normal, no user-information
+RLRE_PLAIN = bytes.fromhex("6303800100")
 HLS_LN = (15, obis("0.0.40.0.0.255"), 1)  # association LN, reply_to_HLS_authentication
 
 # ---------------------------------------------------------------------------------------------
@@ -277,9 +289,11 @@ class Session:
 class Builder:
     """Builds the APDUs and link frames of one session; knows the head-end and the meters."""
 
-    def __init__(self, rng: random.Random, client_title: bytes) -> None:
+    def __init__(self, rng: random.Random, client_title: bytes, plain: bool = False) -> None:
         self.r = rng
         self.client_title = client_title
+        #: no ciphering at all: LLS associations, plain services and data-notifications
+        self.plain = plain
 
     # -- security ---------------------------------------------------------------------------
     def cipher(self, m: Meter, from_client: bool, key: bytes, plain: bytes, tag: int) -> bytes:
@@ -312,6 +326,21 @@ class Builder:
                 + tlv(0xA4, tlv(0x04, m.title)) + ACSE_RSP + MECH_GMAC_AARE
                 + tlv(0xAA, tlv(0x80, stoc)) + tlv(0xBE, tlv(0x04, glo)))
         return tlv(0x61, body)
+
+    @staticmethod
+    def password(m: Meter) -> bytes:
+        """The meter's LLS secret (made up, printable, one per meter)."""
+        return b"%08d" % (20_000_000 + m.index * 7_919)
+
+    def aarq_lls(self, m: Meter) -> bytes:
+        """AARQ of a low-level-security association: the password, a plain initiate-request."""
+        body = (LN_PLAIN + ACSE_REQ + MECH_LLS + tlv(0xAC, tlv(0x80, self.password(m)))
+                + tlv(0xBE, tlv(0x04, PUBLIC_INITIATE)))
+        return tlv(0x60, body)
+
+    @staticmethod
+    def aare_plain() -> bytes:
+        return tlv(0x61, LN_PLAIN + ACCEPTED + tlv(0xBE, tlv(0x04, INITIATE_RESPONSE)))
 
     def rlrq(self, m: Meter, dk: bytes) -> bytes:
         initiate = b"\x01\x01\x10" + dk + bytes.fromhex("0000065F1F0400001E5DFFFF")
@@ -443,7 +472,6 @@ def plan_association(b: Builder, sid: int, m: Meter, budget: int, t: float,
                      client_port: int, hdlc_port: int) -> Session:
     """An association whose APDU count is at most `budget` (>= 6)."""
     r = b.r
-    transport = "hdlc" if m.hdlc else "wrapper"
     pdus: list[Pdu] = []
     link = HdlcLink(m) if m.hdlc else None
 
@@ -461,18 +489,29 @@ def plan_association(b: Builder, sid: int, m: Meter, budget: int, t: float,
     if link is not None:
         pdus.append(Pdu(True, link.command(0x93, SNRM_INFO)))
         pdus.append(Pdu(False, link.response(0x73, SNRM_INFO)))
-    elif budget >= 12 and r.random() < 0.2:
+    elif not b.plain and budget >= 12 and r.random() < 0.2:
         # public client reads the frame counter first (no security)
         aarq = tlv(0x60, LN_PLAIN + tlv(0xBE, tlv(0x04, PUBLIC_INITIATE)))
-        aare = tlv(0x61, LN_PLAIN + bytes.fromhex("A203020100A305A103020100")
-                   + tlv(0xBE, tlv(0x04, INITIATE_RESPONSE)))
+        aare = b.aare_plain()
         inv = b"\xc1"
         get = bytes((GET_REQ, 1)) + inv + attr_desc(1, obis("0.0.43.1.1.255"), 2) + b"\x00"
         rsp = bytes((GET_RSP, 1)) + inv + b"\x00" + u32(m.client_ic)
         for fc, apdu in ((True, aarq), (False, aare), (True, get), (False, rsp),
-                         (True, bytes.fromhex("6203800100")), (False, bytes.fromhex("6303800100"))):
+                         (True, RLRQ_PLAIN), (False, RLRE_PLAIN)):
             put(fc, apdu, KIND_NONE, apdu[0], PUBLIC_SAP)
         count += 6
+    if b.plain:  # LLS: the password in the AARQ, every APDU in the clear
+        put(True, b.aarq_lls(m), KIND_NONE, 0x60)
+        put(False, b.aare_plain(), KIND_NONE, 0x61)
+
+        def clear(req: bytes, rsp: bytes, _ded: bool) -> None:
+            put(True, req, KIND_NONE, req[0])
+            put(False, rsp, KIND_NONE, rsp[0])
+
+        count = _service_mix(b, m, t, budget, count + 4, clear)  # + AARQ, AARE, RLRQ, RLRE
+        put(True, RLRQ_PLAIN, KIND_NONE, 0x62)
+        put(False, RLRE_PLAIN, KIND_NONE, 0x63)
+        return _association_session(sid, m, client_port, hdlc_port, pdus, link, count, None)
     dk = r.randbytes(16)
     ctos, stoc = r.randbytes(16), r.randbytes(16)
     put(True, b.aarq(m, dk, ctos), KIND_GLOBAL, 0x01)
@@ -488,28 +527,48 @@ def plan_association(b: Builder, sid: int, m: Meter, budget: int, t: float,
     m.server_ic += 1
     rsp = bytes((ACT_RSP, 1, 0xC1, 0, 1, 0, 9, 17)) + f_ctos
     put(False, b.cipher(m, False, m.ek, rsp, GLO[ACT_RSP]), KIND_GLOBAL, ACT_RSP)
-    count += 6  # AARQ, AARE, pass 3, pass 4, RLRQ, RLRE
+
+    def sealed(req: bytes, rsp: bytes, ded: bool) -> None:
+        table, key, kind = (DED, dk, KIND_DEDICATED) if ded else (GLO, m.ek, KIND_GLOBAL)
+        put(True, b.cipher(m, True, key, req, table[req[0]]), kind, req[0])
+        put(False, b.cipher(m, False, key, rsp, table[rsp[0]]), kind, rsp[0])
+
+    # + AARQ, AARE, pass 3, pass 4, RLRQ, RLRE
+    count = _service_mix(b, m, t, budget, count + 6, sealed)
+    put(True, b.rlrq(m, dk), KIND_GLOBAL, 0x01)
+    put(False, b.rlre(m), KIND_GLOBAL, 0x08)
+    return _association_session(sid, m, client_port, hdlc_port, pdus, link, count, dk)
+
+
+def _service_mix(b: Builder, m: Meter, t: float, budget: int, count: int,
+                 emit: Callable[[bytes, bytes, bool], None]) -> int:
+    """The exchanges of one association, `emit(request, response, dedicated)` each, until
+    the session's APDU count (`count` so far) reaches its target; the new count."""
+    r = b.r
     target = min(budget, count + 2 * r.randrange(4, 30))
-    block_max = 900 if m.hdlc else 1200
-    for item in b.exchanges(t, block_max, not m.hdlc):
+    for item in b.exchanges(t, 900 if m.hdlc else 1200, not m.hdlc):
         pairs = item if isinstance(item, list) else [item]
         if count + 2 * len(pairs) > target:
             if count + 2 > target:
                 break
             continue  # a shorter exchange may still fit
-        ded = r.random() < 0.7
+        ded = r.random() < 0.7  # drawn in a plain capture too, where nothing uses it
         for req, rsp in pairs:
-            table, key, kind = (DED, dk, KIND_DEDICATED) if ded else (GLO, m.ek, KIND_GLOBAL)
-            put(True, b.cipher(m, True, key, req, table[req[0]]), kind, req[0])
-            put(False, b.cipher(m, False, key, rsp, table[rsp[0]]), kind, rsp[0])
+            emit(req, rsp, ded)
             count += 2
-    put(True, b.rlrq(m, dk), KIND_GLOBAL, 0x01)
-    put(False, b.rlre(m), KIND_GLOBAL, 0x08)
+    return count
+
+
+def _association_session(sid: int, m: Meter, client_port: int, hdlc_port: int,
+                         pdus: list[Pdu], link: HdlcLink | None, count: int,
+                         dk: bytes | None) -> Session:
+    """The session of a planned association, with DISC/UA after it on HDLC."""
     if link is not None:
         pdus.append(Pdu(True, link.command(0x53)))
         pdus.append(Pdu(False, link.response(0x73)))
     port = hdlc_port if m.hdlc else WRAPPER_PORT
-    s = Session(sid, m, "association", transport, HEADEND_IP, client_port, port, pdus, dk)
+    s = Session(sid, m, "association", "hdlc" if m.hdlc else "wrapper", HEADEND_IP,
+                client_port, port, pdus, dk)
     s.apdus = count
     return s
 
@@ -520,6 +579,10 @@ def plan_push(b: Builder, sid: int, m: Meter, budget: int, t: float, port: int) 
     pdus = []
     for i in range(n):
         plain = b.notification(m, t + i, m.server_ic)
+        if b.plain:  # the data-notification itself, its long-invoke-id counting up
+            m.server_ic += 1
+            pdus.append(Pdu(True, wrapper(1, 0x66, plain), KIND_NONE, plain[0], plain[0]))
+            continue
         apdu = b.general_glo(m, plain)
         pdus.append(Pdu(True, wrapper(1, 0x66, apdu), KIND_GLOBAL, plain[0], apdu[0]))
     s = Session(sid, m, "push", "wrapper", m.ip, port, WRAPPER_PORT, pdus)
@@ -577,14 +640,14 @@ class Wire:
 
 class Generator:
     def __init__(self, total: int, seed: int, meters: int, concurrency: int, hdlc_port: int,
-                 hdlc_share: float, push_share: float) -> None:
+                 hdlc_share: float, push_share: float, plain: bool = False) -> None:
         self.total = total
         self.r = random.Random(seed)
         self.concurrency = concurrency
         self.hdlc_port = hdlc_port
         self.push_share = push_share
         self.client_title = b"HES" + bytes.fromhex("0000000001")
-        self.builder = Builder(self.r, self.client_title)
+        self.builder = Builder(self.r, self.client_title, plain)
         r = self.r
         self.meters = []
         for i in range(meters):
@@ -657,7 +720,7 @@ class Generator:
             "name": name, "apdus": emitted, "frames": wire.frame, "seed": None,
             "meters": len(self.meters), "hdlc_meters": sum(m.hdlc for m in self.meters),
             "wrapper_port": WRAPPER_PORT, "hdlc_port": self.hdlc_port,
-            "ours_args": ["--port", f"{self.hdlc_port}:hdlc"],
+            "ours_args": ["--port", f"{self.hdlc_port}:hdlc"], "plain": self.builder.plain,
             "client_title": self.client_title.hex(), "seconds": 0.0,
             "pcap_bytes": pcap_path.stat().st_size, "counts": dict(sorted(self.stats.items())),
         }
@@ -754,20 +817,22 @@ def size_name(n: int) -> str:
 
 def generate(n: int, out: Path, seed: int = DEFAULT_SEED, meters: int = 256,
              concurrency: int = 24, hdlc_port: int = HDLC_PORT, hdlc_share: float = 0.3,
-             push_share: float = 0.08, force: bool = False) -> dict[str, object]:
-    """Write the files of one capture (unless they exist with the same parameters)."""
+             push_share: float = 0.08, force: bool = False, plain: bool = False
+             ) -> dict[str, object]:
+    """Write the files of one capture (unless they exist with the same parameters); `plain`:
+    no ciphering (`plain-SIZE`, LLS associations, read without keys)."""
     out.mkdir(parents=True, exist_ok=True)
-    name = f"headend-{size_name(n)}"
+    name = f"{'plain' if plain else 'headend'}-{size_name(n)}"
     params = {"apdus": n, "seed": seed, "meters": meters, "concurrency": concurrency,
               "hdlc_port": hdlc_port, "hdlc_share": hdlc_share, "push_share": push_share,
-              "version": 1}
+              "plain": plain, "version": 1}
     man_path = out / f"{name}.json"
     files = {k: str(out / f"{name}{k}") for k in (".pcap", ".keys.toml", ".pdus", ".sessions.tsv")}
     if not force and man_path.exists():
         old = json.loads(man_path.read_text())
         if old.get("params") == params and all(Path(f).exists() for f in files.values()):
             return dict(old, files=files)
-    g = Generator(n, seed, meters, concurrency, hdlc_port, hdlc_share, push_share)
+    g = Generator(n, seed, meters, concurrency, hdlc_port, hdlc_share, push_share, plain)
     manifest = g.run(out, name)
     manifest["seed"] = seed
     manifest["params"] = params
@@ -787,11 +852,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hdlc-share", type=float, default=0.3, help="share of meters on HDLC")
     p.add_argument("--push-share", type=float, default=0.08, help="share of push sessions")
     p.add_argument("--force", action="store_true", help="regenerate even if up to date")
+    p.add_argument("--plain", action="store_true",
+                   help="no ciphering: LLS associations, plain APDUs (plain-SIZE; read it "
+                        "without --keys)")
     args = p.parse_args(argv)
     for text in args.sizes.split(","):
         n = parse_size(text)
         man = generate(n, Path(args.out), args.seed, args.meters, args.concurrency,
-                       args.hdlc_port, args.hdlc_share, args.push_share, args.force)
+                       args.hdlc_port, args.hdlc_share, args.push_share, args.force,
+                       args.plain)
         print(f"{man['name']}: {man['apdus']} APDUs, {man['frames']} frames, "
               f"{int(man['pcap_bytes']) / 1e6:.1f} MB, {man['seconds']} s", file=sys.stderr)
     return 0

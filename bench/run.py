@@ -17,13 +17,21 @@ other and each in its own process (so wall time and peak RSS are that tool's alo
                 split by the harness (tag, length, SC, IC) and deciphered and parsed the same way
                 (counted apart, so the table says what the library did by itself)
 
+`--captures headend,plain` measures the ciphered head-end captures (`headend-SIZE`, the
+default), the plain ones (`plain-SIZE`, `generate.py --plain`: LLS associations, nothing
+ciphered) or both; every row says which (`capture`: `ciphered` / `plain`). On a plain capture
+ours runs without `--keys`, `gurux` (with keys) does not run (nothing to decipher) and
+`gurux-nokeys` is the translator's full XML of every plain APDU (each checked for its element),
+the reference of the "vs Gurux" column there; dlms-cosem parses every PDU and deciphers nothing.
+
 Wall time is the whole process (start-up and imports included; `startup` shows ours on a
 four-frame capture). Peak RSS: the larger of wait4()'s ru_maxrss and the sum over the process
 tree sampled every 50 ms (so `--jobs N` workers are added up). Third-party tools run on a prefix
 of `--prefix` APDUs at larger sizes and their time is extrapolated (start-up + loop x N/prefix),
 marked `*`.
 
-    python3 bench/run.py --sizes 10k,100k [--ours-args "--jobs 2"] [--skip-gurux] [--check]
+    python3 bench/run.py --sizes 10k,100k [--captures headend,plain] [--ours-args "--jobs 2"]
+        [--skip-gurux] [--check]
 """
 
 from __future__ import annotations
@@ -67,6 +75,14 @@ NAMES = {
     0xDB: "general-glo-ciphering",
 }
 KEY_KINDS = {generate.KIND_GLOBAL: "global-unicast", generate.KIND_DEDICATED: "dedicated"}
+#: The element Gurux's translator writes for each plain APDU of the captures (inside <PDU>).
+GURUX_ELEMENTS = {
+    0x0F: "DataNotification", 0x60: "AssociationRequest", 0x61: "AssociationResponse",
+    0x62: "ReleaseRequest", 0x63: "ReleaseResponse", 0xC0: "GetRequest", 0xC1: "SetRequest",
+    0xC3: "ActionRequest", 0xC4: "GetResponse", 0xC5: "SetResponse", 0xC7: "ActionResponse",
+}
+#: The capture kinds of --captures: (generate.py's `plain`, the label of the rows).
+CAPTURES = {"headend": (False, "ciphered"), "plain": (True, "plain")}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,6 +263,13 @@ def worker_gurux(args: argparse.Namespace) -> dict[str, Any]:
         if not outer:
             continue
         stats["apdus"] += 1
+        element = GURUX_ELEMENTS.get(outer)
+        if element is not None:  # a plain APDU: the translator's full XML of it
+            stats["plain"] += 1
+            if f"<{element}>" in xml and f"</{element}>" in xml:
+                stats["plain.xml"] += 1
+            else:
+                missed[f"xml:{outer:02X}"] += 1
         if args.keys and kind:
             stats["ciphered"] += 1
             want = "Decrypted data:" if outer in ACSE else f"Decrypt data: {inner:02X}"
@@ -266,7 +289,8 @@ def worker_cosem(args: argparse.Namespace) -> dict[str, Any]:
     from dlms_cosem.hdlc.frames import InformationFrame
     from dlms_cosem.protocol.wrappers import WrapperProtocolDataUnit
 
-    sessions = load_sessions(args.sessions)
+    # without keys (a plain capture) nothing is deciphered: a glo-/ded- APDU would be a failure
+    sessions = load_sessions(args.sessions) if args.keys else {}
     records = list(generate.read_pdus(args.pdus, args.limit))
     stats: Counter[str] = Counter()
     fails: Counter[str] = Counter()
@@ -279,7 +303,7 @@ def worker_cosem(args: argparse.Namespace) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     for sid, _frame, direction, _kind, _inner, outer, data in records:
-        ct, st, ek, ak, dk = sessions[sid]
+        ct, st, ek, ak, dk = sessions.get(sid) or (b"",) * 5
         own_title = ct if direction == 0 else st
         stage = "frame"
         try:
@@ -297,7 +321,8 @@ def worker_cosem(args: argparse.Namespace) -> dict[str, Any]:
                 obj = factory(apdu)
                 own = True
             except KeyError:
-                if outer not in generate.GLO.values() and outer not in generate.DED.values():
+                if not args.keys or (outer not in generate.GLO.values()
+                                     and outer not in generate.DED.values()):
                     raise
                 # glo-/ded- service envelope: tag, length, SC, IC, ciphertext||tag
                 n = apdu[1]
@@ -311,7 +336,7 @@ def worker_cosem(args: argparse.Namespace) -> dict[str, Any]:
             stage = "inner"
             content = getattr(getattr(obj, "user_information", None), "content", None)
             env = content if hasattr(content, "ciphered_text") else obj
-            if hasattr(env, "ciphered_text"):
+            if hasattr(env, "ciphered_text") and args.keys:
                 title = getattr(env, "system_title", None) or own_title
                 plain = decipher(env.security_control.to_bytes()[0], env.invocation_counter,
                                  env.ciphered_text, title, ek, ak)
@@ -338,10 +363,18 @@ def worker_main(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
-def check_ours(man: dict[str, Any], extra: list[str]) -> dict[str, Any]:
+def ours_base(man: dict[str, Any]) -> list[str]:
+    """Our `read` of a capture: with its keystore, except for a plain capture."""
     files = man["files"]
-    cmd = [*ours_command(), "read", files[".pcap"], "--keys", files[".keys.toml"],
-           *man["ours_args"], "--json", *extra]
+    keys = [] if man.get("plain") else ["--keys", files[".keys.toml"]]
+    return [*ours_command(), "read", files[".pcap"], *keys, *man["ours_args"]]
+
+
+def check_ours(man: dict[str, Any], extra: list[str]) -> dict[str, Any]:
+    """Every generated APDU in our --json: name, direction, and for a ciphered one the inner
+    APDU, key kind and verified tag; an APDU sent in the clear has `security` null."""
+    files = man["files"]
+    cmd = [*ours_base(man), "--json", *extra]
     with tempfile.TemporaryFile() as out:
         res = measure(cmd, stdout=out)
         out.seek(0)
@@ -377,6 +410,8 @@ def check_ours(man: dict[str, Any], extra: list[str]) -> dict[str, Any]:
                     issues.append(f"key_kind {sec.get('key_kind')} (want {KEY_KINDS[kind]})")
                 if sec.get("tag_verified") is not True:
                     issues.append(f"tag_verified {sec.get('tag_verified')}")
+            elif got["security"] is not None:
+                issues.append("security not null")
         for issue in issues:
             k = f"{NAMES.get(outer)}: {issue}"
             problems[k] += 1
@@ -415,10 +450,14 @@ def run_worker(name: str, man: dict[str, Any], limit: int | None, keys: bool = T
     return res
 
 
+def capture_kind(man: dict[str, Any]) -> str:
+    return "plain" if man.get("plain") else "ciphered"
+
+
 def row(tool: str, size: str, apdus: int, res: dict[str, Any], note: str = "",
-        extrapolated: bool = False) -> dict[str, Any]:
+        extrapolated: bool = False, capture: str = "ciphered") -> dict[str, Any]:
     secs = res["seconds"]
-    return {"tool": tool, "size": size, "apdus": apdus, "seconds": secs,
+    return {"tool": tool, "size": size, "capture": capture, "apdus": apdus, "seconds": secs,
             "apdus_per_s": apdus / secs if secs else 0.0, "us_per_apdu": secs / apdus * 1e6,
             "rss_mb": res["rss_mb"], "pss_mb": res.get("pss_mb") or 0.0,
             "extrapolated": extrapolated, "note": note,
@@ -441,18 +480,18 @@ def third_party(name: str, label: str, man: dict[str, Any], prefix: int, keys: b
         res = dict(res, seconds=res["seconds"] * scale,
                    cpu_seconds=(res["cpu_seconds"] or 0.0) * scale)
     note = f"measured on the first {done} APDUs, time extrapolated" if extrap else ""
-    return row(label, man["name"].split("-")[-1], n, res, note, extrap), res
+    return row(label, man["name"].split("-")[-1], n, res, note, extrap, capture_kind(man)), res
 
 
-def _ours_run(label: str, cmd: list[str], size: str, n: int, timeout: float
-              ) -> tuple[dict[str, Any], str]:
+def _ours_run(label: str, cmd: list[str], size: str, n: int, timeout: float,
+              capture: str = "ciphered") -> tuple[dict[str, Any], str]:
     """One run of our `read`: its row and a note (stopped early, failed)."""
     res = measure(cmd, timeout=timeout or None, count_lines=bool(timeout))
-    r = row(label, size, n, res)
+    r = row(label, size, n, res, capture=capture)
     if res["timed_out"]:
         done = int(res["lines"] or 0)
         r = row(label, size, max(done, 1), res, f"stopped after {timeout:g} s: {done:,} of "
-                f"{n:,} records written (rate over those)")
+                f"{n:,} records written (rate over those)", capture=capture)
         return r, r["note"]
     if res["status"]:
         return r, f"exit {res['status']}: {res['stderr'][-300:]}"
@@ -463,30 +502,39 @@ def _third_run(name: str, label: str, man: dict[str, Any], prefix: int, keys: bo
                ded_workaround: bool = True) -> tuple[dict[str, Any], str]:
     """One run of a third-party tool: its row and what it deciphered/parsed."""
     r, res = third_party(name, label, man, prefix, keys, ded_workaround)
-    what = describe_gurux(res) if label == "gurux" else \
-        describe_cosem(res) if label == "dlms-cosem" else ""
+    what = describe_gurux(res) if name == "gurux" else \
+        describe_cosem(res, not keys) if label == "dlms-cosem" else ""
     return r, "; ".join(x for x in (what, r["note"]) if x)
 
 
 def describe_gurux(res: dict[str, Any]) -> str:
     w = res.get("worker", {})
     s = w.get("stats", {})
-    text = f"deciphered {s.get('deciphered', 0)}/{s.get('ciphered', 0)} ciphered APDUs"
+    parts = []
+    if s.get("ciphered"):
+        parts.append(f"deciphered {s.get('deciphered', 0)}/{s['ciphered']} ciphered APDUs")
+    if s.get("plain"):
+        parts.append(f"full XML of {s.get('plain.xml', 0)}/{s['plain']} plain APDUs")
+    text = "; ".join(parts)
     if w.get("missed_by_tag"):
-        text += f"; not deciphered by outer tag: {w['missed_by_tag']}"
+        text += f"; missed by outer tag (xml: no full XML): {w['missed_by_tag']}"
     errors = {k: v for k, v in s.items() if k.startswith("error.")}
     if errors:
         text += f"; errors {errors}"
     return text
 
 
-def describe_cosem(res: dict[str, Any]) -> str:
+def describe_cosem(res: dict[str, Any], plain: bool = False) -> str:
     w = res.get("worker", {})
     s = w.get("stats", {})
-    text = (f"{s.get('parsed.library', 0)} APDUs parsed (and deciphered) by the library, "
-            f"{s.get('parsed.harness-unwrapped', 0)} after the harness split the glo-/ded- "
-            f"envelope, {s.get('failed.frame', 0)} frames and "
-            f"{s.get('failed.apdu', 0) + s.get('failed.inner', 0)} APDUs not parsed")
+    if plain:
+        text = f"{s.get('parsed.library', 0)} APDUs parsed by the library (nothing ciphered), "
+    else:
+        text = (f"{s.get('parsed.library', 0)} APDUs parsed (and deciphered) by the library, "
+                f"{s.get('parsed.harness-unwrapped', 0)} after the harness split the glo-/ded- "
+                f"envelope, ")
+    text += (f"{s.get('failed.frame', 0)} frames and "
+             f"{s.get('failed.apdu', 0) + s.get('failed.inner', 0)} APDUs not parsed")
     if w.get("failures"):
         top = list(w["failures"].items())[:8]
         text += "; failures (stage:tag:error): " + ", ".join(f"{k} x{v}" for k, v in top)
@@ -494,24 +542,32 @@ def describe_cosem(res: dict[str, Any]) -> str:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    gurux = {r["size"]: r for r in rows if r["tool"] == "gurux"}
-    head = ("| tool | size | APDUs | seconds | APDUs/s | µs/APDU | peak RSS MB | peak PSS MB "
-            "| vs Gurux | CPU s | vs Gurux (CPU) |\n"
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    """The rows as markdown; "vs Gurux" is against `gurux` on a ciphered capture and against
+    `gurux-nokeys` (nothing to decipher) on a plain one, same size."""
+    reference = {"ciphered": "gurux", "plain": "gurux-nokeys"}
+    gurux = {(r["size"], r.get("capture", "ciphered")): r for r in rows
+             if r["tool"] == reference.get(r.get("capture", "ciphered"))}
+    cosem = {(r["size"], r.get("capture", "ciphered")): r for r in rows
+             if r["tool"] == "dlms-cosem"}
+    head = ("| tool | size | capture | APDUs | seconds | APDUs/s | µs/APDU | peak RSS MB "
+            "| peak PSS MB | vs Gurux | vs dlms-cosem | CPU s | vs Gurux (CPU) |\n"
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     lines = [head]
     for r in rows:
-        g = gurux.get(r["size"])
+        key = (r["size"], r.get("capture", "ciphered"))
+        g, c = gurux.get(key), cosem.get(key)
         ratio = f"{r['apdus_per_s'] / g['apdus_per_s']:.2f}x" if g else "-"
+        vs_cosem = f"{r['apdus_per_s'] / c['apdus_per_s']:.2f}x" if c else "-"
         cpu = r.get("cpu_seconds") or 0.0
         cpu_ratio = f"{g['cpu_seconds'] / cpu:.2f}x" if g and cpu and g.get("cpu_seconds") \
             else "-"
         star = "*" if r["extrapolated"] else ""
         fail = " (stopped)" if r.get("timed_out") else \
             f" (exit {r['status']})" if r["status"] else ""
-        lines.append(f"| {r['tool']}{fail} | {r['size']} | {r['apdus']:,} | "
+        lines.append(f"| {r['tool']}{fail} | {r['size']} | {key[1]} | {r['apdus']:,} | "
                      f"{r['seconds']:.1f}{star} | {r['apdus_per_s']:,.0f} | "
                      f"{r['us_per_apdu']:.0f} | {r['rss_mb']:.0f} | "
-                     f"{r.get('pss_mb') or 0:.0f} | {ratio} | "
+                     f"{r.get('pss_mb') or 0:.0f} | {ratio} | {vs_cosem} | "
                      f"{cpu:.1f}{star} | {cpu_ratio} |")
     return "\n".join(lines)
 
@@ -543,9 +599,50 @@ def machine() -> dict[str, Any]:
             "platform": platform.platform(), "free": mem.strip(), "commit": commit}
 
 
+def _runs(args: argparse.Namespace, man: dict[str, Any], variants: list[str]
+          ) -> list[tuple[str, Callable[[], tuple[dict[str, Any], str]]]]:
+    """The runs of one capture, in the order of a round: ours (each variant, --json then
+    summary), gurux (ciphered captures only), gurux-nokeys, dlms-cosem."""
+    size, n, kind = man["name"].split("-")[-1], int(man["apdus"]), capture_kind(man)
+    plain = bool(man.get("plain"))
+    runs: list[tuple[str, Callable[[], tuple[dict[str, Any], str]]]] = []
+    if not args.skip_ours:
+        for variant in variants:
+            extra = shlex.split(variant)
+            for mode in ("json", "summary"):
+                if mode == "summary" and args.skip_summary:
+                    continue
+                label = f"ours-{mode}" + (f" {variant}" if extra else "")
+                cmd = [*ours_base(man), *(["--json"] if mode == "json" else []), *extra]
+                runs.append((label, partial(_ours_run, label, cmd, size, n, args.timeout,
+                                            kind)))
+    if not args.skip_gurux and not plain:
+        runs.append(("gurux", partial(_third_run, "gurux", "gurux", man, args.prefix,
+                                      ded_workaround=args.ded_workaround)))
+    if not args.skip_gurux_nokeys:
+        runs.append(("gurux-nokeys", partial(_third_run, "gurux", "gurux-nokeys", man,
+                                             args.prefix, keys=False)))
+    if not args.skip_cosem:
+        runs.append(("dlms-cosem", partial(_third_run, "cosem", "dlms-cosem", man,
+                                           args.prefix, keys=not plain)))
+    return runs
+
+
+def captures_arg(text: str) -> list[str]:
+    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in CAPTURES]
+    if unknown or not kinds:
+        raise argparse.ArgumentTypeError(f"capture kinds are {', '.join(CAPTURES)}")
+    return list(dict.fromkeys(kinds))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", default="10k,100k", help="comma list: 10k,100k,1m or counts")
+    p.add_argument("--captures", default="headend", type=captures_arg,
+                   help="comma list of capture kinds: headend (ciphered, the default), plain "
+                        "(generate.py --plain: nothing ciphered; ours without --keys, "
+                        "gurux-nokeys as the reference, no gurux row)")
     p.add_argument("--out", default=str(generate.DEFAULT_OUT),
                    help="captures and results folder (default $DLMS_BENCH_OUT or /tmp/dlms-bench)")
     p.add_argument("--ours-args", action="append", default=None, metavar="ARGS",
@@ -596,55 +693,41 @@ def main(argv: list[str] | None = None) -> int:
     checks: dict[str, Any] = {}
     for text in args.sizes.split(","):
         n = generate.parse_size(text)
-        t0 = time.perf_counter()
-        man = generate.generate(n, out, args.seed, args.meters)
-        size = man["name"].split("-")[-1]
-        print(f"# {man['name']}: {man['apdus']:,} APDUs in {man['frames']:,} frames, "
-              f"{int(man['pcap_bytes']) / 1e6:.0f} MB pcap (ready in "
-              f"{time.perf_counter() - t0:.1f} s; generated in {man['seconds']} s)", flush=True)
-        files = man["files"]
-        base = [*ours, "read", files[".pcap"], "--keys", files[".keys.toml"], *man["ours_args"]]
-        runs: list[tuple[str, Callable[[], tuple[dict[str, Any], str]]]] = []
-        if not args.skip_ours:
-            for variant in variants:
-                extra = shlex.split(variant)
-                for mode in ("json", "summary"):
-                    if mode == "summary" and args.skip_summary:
-                        continue
-                    label = f"ours-{mode}" + (f" {variant}" if extra else "")
-                    cmd = [*base, *(["--json"] if mode == "json" else []), *extra]
-                    runs.append((label, partial(_ours_run, label, cmd, size, n, args.timeout)))
-        if not args.skip_gurux:
-            runs.append(("gurux", partial(_third_run, "gurux", "gurux", man, args.prefix,
-                                          ded_workaround=args.ded_workaround)))
-        if not args.skip_gurux_nokeys:
-            runs.append(("gurux-nokeys", partial(_third_run, "gurux", "gurux-nokeys", man,
-                                                 args.prefix, keys=False)))
-        if not args.skip_cosem:
-            runs.append(("dlms-cosem", partial(_third_run, "cosem", "dlms-cosem", man,
-                                               args.prefix)))
-        best: dict[str, tuple[dict[str, Any], str]] = {}
-        for rnd in range(args.repeat):
-            for label, run in runs:  # rounds interleave the tools: a slow spell hits all
-                r, note = run()
-                r["round"] = rnd + 1
-                print(table([r]).splitlines()[-1] + (f"  # round {rnd + 1}"
-                                                      if args.repeat > 1 else "")
-                      + (f"  # {note}" if note else ""), flush=True)
-                if label not in best or (r["seconds"] < best[label][0]["seconds"]
-                                         and not r["status"]):
-                    best[label] = (r, note)
-        for label, _ in runs:
-            r, note = best[label]
-            rows.append(r)
-            if note:
-                notes.append(f"{label} {size}: {note}")
-        if args.check:
-            checks[size] = check_ours(man, shlex.split(variants[0]))
-            c = checks[size]
-            print(f"# check {size}: {c['matched']:,}/{n:,} APDUs found in our --json; "
-                  f"problems: {c['problems'] or 'none'}; expert findings: {c['expert']}",
+        for kind in args.captures:
+            plain, label_kind = CAPTURES[kind]
+            t0 = time.perf_counter()
+            man = generate.generate(n, out, args.seed, args.meters, plain=plain)
+            size = man["name"].split("-")[-1]
+            print(f"# {man['name']}: {man['apdus']:,} APDUs in {man['frames']:,} frames, "
+                  f"{int(man['pcap_bytes']) / 1e6:.0f} MB pcap (ready in "
+                  f"{time.perf_counter() - t0:.1f} s; generated in {man['seconds']} s)",
                   flush=True)
+            runs = _runs(args, man, variants)
+            best: dict[str, tuple[dict[str, Any], str]] = {}
+            for rnd in range(args.repeat):
+                for label, run in runs:  # rounds interleave the tools: a slow spell hits all
+                    r, note = run()
+                    r["round"] = rnd + 1
+                    print(table([r]).splitlines()[-1] + (f"  # round {rnd + 1}"
+                                                          if args.repeat > 1 else "")
+                          + (f"  # {note}" if note else ""), flush=True)
+                    if label not in best or (r["seconds"] < best[label][0]["seconds"]
+                                             and not r["status"]):
+                        best[label] = (r, note)
+            for label, _ in runs:
+                r, note = best[label]
+                rows.append(r)
+                if note:
+                    notes.append(f"{label} {size} {label_kind}: {note}")
+            if plain and not args.skip_gurux:
+                notes.append(f"gurux {size} plain: not run (nothing to decipher); the "
+                             f"reference is gurux-nokeys")
+            if args.check:
+                key = f"{size} {label_kind}"
+                checks[key] = c = check_ours(man, shlex.split(variants[0]))
+                print(f"# check {key}: {c['matched']:,}/{n:,} APDUs found in our --json; "
+                      f"problems: {c['problems'] or 'none'}; expert findings: {c['expert']}",
+                      flush=True)
     print()
     print(table(rows))
     if any(r["extrapolated"] for r in rows):
@@ -654,7 +737,8 @@ def main(argv: list[str] | None = None) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     (out / f"results-{stamp}.json").write_text(json.dumps(
-        {"machine": info, "startup": start, "ours_args": variants, "rows": rows,
+        {"machine": info, "startup": start, "ours_args": variants, "captures": args.captures,
+         "rows": rows,
          "notes": notes, "checks": checks}, indent=1, default=str) + "\n")
     print(f"\nresults: {out / f'results-{stamp}.json'}")
     return 0

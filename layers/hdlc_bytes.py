@@ -196,6 +196,18 @@ def parse_header(frame: bytes | bytearray) -> Header | None:
     return Header(bytes(frame[3 : 3 + dest]), bytes(frame[3 + dest : p]), frame[p], p + 3)
 
 
+def clean_frame(frame: bytes) -> Header | None:
+    """The header of a frame with an information field that the HDLC layer dissects without
+    a finding (flags, format type, length, HCS and FCS as they should be), else None."""
+    if len(frame) < MIN_LEN + 2 or frame[0] != FLAG or frame[-1] != FLAG:
+        return None
+    check = check_frame(frame)
+    if check.state != "frame" or check.length + 2 != len(frame) or not check.fcs_ok \
+            or check.hcs_ok is not True:
+        return None
+    return parse_header(frame)
+
+
 def header_direction(header: Header, frame: bytes | bytearray) -> str | None:
     """Which way a frame travels by what it says of itself: SNRM and DISC are commands
     (client->server), UA, DM and FRMR responses; the first segment of an I or UI frame has the

@@ -3,11 +3,13 @@ association tracking; link messages without an APDU become records of their own.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import ClassVar
 
 from scapy.packet import Packet, Raw
 
 from dissector.analysis.directions import DirectionLearner
+from dissector.analysis.fastpath import FastView, dissect_fast
 from dissector.analysis.fold import FindingFold
 from dissector.analysis.reassembly import (
     Assembled,
@@ -31,10 +33,12 @@ from keys.keystore import Keystore
 from layers.apdu.base import APDU, CIPHERED_TAGS
 from layers.expert import Finding, add_finding, own_findings
 from layers.hdlc import HDLC, LLC
-from layers.hdlc_bytes import control_kind, decode_address
+from layers.hdlc_bytes import clean_frame, control_kind, decode_address
 from layers.iec62056_21 import ModeE
 from layers.mbus import MBus, mbus_segment
 from layers.wrapper import Wrapper
+
+WRAPPER_HEADER = 8  # version, source and destination wPort, length
 
 #: Links whose state is kept at once (TCP connections, HDLC address pairs, UDP peers).
 MAX_LINKS = 1024
@@ -67,8 +71,14 @@ class Dissector:
     of the input) and yields the records; `finish()` ends the input.
     """
 
-    def __init__(self, keystore: Keystore | None = None, keep_stats: bool = True) -> None:
+    #: Whether APDUs go through the fast path (`analysis.fastpath`) where it reads them; off,
+    #: every APDU is dissected as Packets (the reference the fast path is tested against).
+    FAST_PATH: ClassVar[bool] = True
+
+    def __init__(self, keystore: Keystore | None = None, keep_stats: bool = True,
+                 fast: bool | None = None) -> None:
         self.keystore = keystore or Keystore([])
+        self.fast = self.FAST_PATH if fast is None else fast
         self.keep_stats = keep_stats
         self.contexts: dict[str, KeyContext] = {}
         self.tracker = Tracker(self.keystore)
@@ -166,9 +176,12 @@ class Dissector:
         if transport == "hdlc":
             yield from self._hdlc(pdu)
         elif transport == "wrapper":
-            frame = Wrapper(pdu.data, stop_dissection_after=Wrapper)
-            for f in pdu.findings:
-                add_finding(frame, f.severity, f.code, f.message)
+            data = pdu.data
+            if not pdu.findings and wrapper_clean(data):  # its Packet only when asked for
+                yield from self._apdu(pdu, data[WRAPPER_HEADER:], pdu.link, pdu.direction,
+                                      lambda: [_wrapper_frame(pdu)], "wrapper")
+                return
+            frame = _wrapper_frame(pdu)
             yield from self._apdu(pdu, _payload_bytes(frame), pdu.link, pdu.direction, [frame],
                                   "wrapper")
         elif transport == "mbus":
@@ -184,35 +197,46 @@ class Dissector:
             yield from self._apdu(pdu, pdu.data, pdu.link, pdu.direction, [], "raw")
 
     def _hdlc(self, pdu: Pdu) -> Iterator[ApduRecord]:
-        frame = HDLC(pdu.data, stop_dissection_after=LLC)
-        for f in pdu.findings:
-            add_finding(frame, f.severity, f.code, f.message)
-        dst, src = bytes(frame.destination or b""), bytes(frame.source or b"")
-        kind = control_kind(frame.control or 0)
+        data = pdu.data
+        head = clean_frame(data) if not pdu.findings else None
+        frame: Packet | None = None
+        if head is not None:  # its Packet only when asked for (or given a finding)
+            dst, src, control = head.destination, head.source, head.control
+            raw_info, segmented, fcs_bad = data[head.info:-3], bool(data[1] & 0x08), False
+        else:
+            frame = _hdlc_frame(pdu)
+            dst, src = bytes(frame.destination or b""), bytes(frame.source or b"")
+            control = frame.control or 0
+            info = frame.fields.get("information")
+            raw_info = bytes(info) if info is not None else b""
+            segmented, fcs_bad = bool(frame.segmentation), frame.fcs_verified is False
+        kind = control_kind(control)
         direction = pdu.direction
         if direction == UNKNOWN:
-            direction = self.directions.direction(pdu.link, pdu.data)
-        info = frame.fields.get("information")
-        raw_info = bytes(info) if info is not None else b""
+            direction = self.directions.direction(pdu.link, data)
         client, server = (src, dst) if direction != SERVER_TO_CLIENT else (dst, src)
         pair = f"hdlc {_addr(client)}-{_addr(server)}"
         link = pair if pdu.link == "input" else f"{pdu.link} {pair}"
         if kind in ("DISC", "DM"):
             self.tracker.close(link)
             self.hdlc.drop(link)
-        if kind not in ("I", "UI") or not raw_info or frame.fcs_verified is False:
-            yield self._frame_only(pdu, frame, link, direction)
+        if kind not in ("I", "UI") or not raw_info or fcs_bad:
+            yield self._frame_only(pdu, frame or _hdlc_frame(pdu), link, direction)
             return
-        done = self.hdlc.feed((link, src, dst), raw_info, bool(frame.segmentation),
+        done = self.hdlc.feed((link, src, dst), raw_info, segmented,
                               pdu.frames[0] if pdu.frames else 0)
         if done is None:
             return
+        if done.findings and frame is None:
+            frame = _hdlc_frame(pdu)
         for f in done.findings:
             add_finding(frame, f.severity, f.code, f.message)
         if not done.data:  # dropped (a segment flood): the frame carries the finding
-            yield self._frame_only(pdu, frame, link, direction)
+            yield self._frame_only(pdu, frame or _hdlc_frame(pdu), link, direction)
             return
-        yield from self._apdu(pdu, done.data, link, direction, [frame], "hdlc",
+        frames: list[Packet] | Callable[[], list[Packet]] = \
+            [frame] if frame is not None else lambda: [_hdlc_frame(pdu)]
+        yield from self._apdu(pdu, done.data, link, direction, frames, "hdlc",
                               frames=sorted(set(done.frames) | set(pdu.frames)))
 
     def _mbus(self, pdu: Pdu) -> Iterator[ApduRecord]:
@@ -249,7 +273,7 @@ class Dissector:
         return ApduRecord(self.count, pdu.frames, pdu.time, link, direction, frame, "hdlc")
 
     def _apdu(self, pdu: Pdu, data: bytes, link: str, direction: str,
-              frame_packets: list[Packet], transport: str,
+              frame_packets: list[Packet] | Callable[[], list[Packet]], transport: str,
               frames: list[int] | None = None, nested: bool = False) -> Iterator[ApduRecord]:
         if not data:
             return
@@ -259,12 +283,16 @@ class Dissector:
         ctx.direction = direction
         st = self.tracker.get(link)
         ctx.association = st.keys
-        pkt = APDU(data, key_context=ctx)
+        fast = dissect_fast(data, ctx) if self.fast else None
+        view = fast if isinstance(fast, FastView) else None
+        pkt = APDU(data, key_context=ctx) if fast is None else None if view else fast
         self.count += 1
         rec = ApduRecord(self.count, frames or pdu.frames, pdu.time, link, direction, pkt,
-                         transport, frame_packets)
-        if direction == UNKNOWN and rec.inner() is not None:
-            rec.direction = direction_of_tag(bytes(rec.inner())[0])
+                         transport, frame_packets, fast=view)
+        if direction == UNKNOWN:
+            plain = rec.plaintext()
+            if plain and rec.inner_name() is not None:
+                rec.direction = direction_of_tag(plain[0])
         if transport == "raw":
             rec.findings.extend(pdu.findings)
         self.tracker.observe(rec, st)
@@ -296,6 +324,26 @@ class Dissector:
                                        bool(gbt.last_block), data, rec.frames)
         rec.findings.extend(found)
         return done if done is not None and done.data else None
+
+
+def wrapper_clean(data: bytes) -> bool:
+    """Whether a wrapper PDU dissects without a finding: version 1, length as carried."""
+    return len(data) > WRAPPER_HEADER and data[0] == 0 and data[1] == 1 and \
+        int.from_bytes(data[6:8], "big") == len(data) - WRAPPER_HEADER
+
+
+def _hdlc_frame(pdu: Pdu) -> Packet:
+    frame = HDLC(pdu.data, stop_dissection_after=LLC)
+    for f in pdu.findings:
+        add_finding(frame, f.severity, f.code, f.message)
+    return frame
+
+
+def _wrapper_frame(pdu: Pdu) -> Packet:
+    frame = Wrapper(pdu.data, stop_dissection_after=Wrapper)
+    for f in pdu.findings:
+        add_finding(frame, f.severity, f.code, f.message)
+    return frame
 
 
 def _payload_bytes(frame: Packet) -> bytes:

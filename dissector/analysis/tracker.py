@@ -113,11 +113,25 @@ def method_of(pkt: Packet | None) -> tuple[int, int] | None:
 
 def effective(rec: ApduRecord) -> Packet:
     """The APDU that means something: the deciphered inner APDU of an envelope, else the APDU."""
-    inner = rec.inner()
-    env = rec.envelope
-    if inner is not None and env is rec.packet:
-        return inner
-    return rec.packet
+    return rec.effective()
+
+
+def _fact(rec: ApduRecord, name: str) -> Any:
+    """A fact of the APDU that means something, from the fast path's reading of it, else
+    from its Packets: `invoke_id`, `method`, `result` (the first in the tree) or
+    `octet_string` (the first A-XDR octet-string: an HLS f() value)."""
+    fast = rec.fast
+    if fast is not None:
+        return getattr(fast.apdu, name) if fast.apdu is not None else None
+    pkt = rec.effective()
+    if name == "invoke_id":
+        return invoke_id(pkt)
+    if name == "method":
+        return method_of(pkt)
+    if name == "result":
+        return next((p.fields.get("result") for p in iter_tree(pkt) if "result" in p.fields),
+                    None)
+    return _octet_string(pkt)
 
 
 class Tracker:
@@ -170,8 +184,7 @@ class Tracker:
     def observe(self, rec: ApduRecord, st: AssociationState) -> None:
         name = rec.apdu
         st.counts[name] = st.counts.get(name, 0) + 1
-        pkt = effective(rec)
-        meaning = getattr(pkt, "apdu_name", name)
+        meaning = rec.meaning()
         if name == "aarq":
             self._aarq(rec, st)
         elif name == "aare":
@@ -181,13 +194,13 @@ class Tracker:
                 st.release()
         self._security(rec, st)
         if plain_name(name) == "action-request" or meaning == "action-request":
-            self._hls_request(rec, st, pkt)
+            self._hls_request(rec, st)
         if meaning == "action-response" and st.hls_pending:
-            self._hls_response(rec, st, pkt)
-        if meaning == "action-request" and method_of(pkt) == (64, 2):
-            self._key_transfer(rec, st, pkt)
+            self._hls_response(rec, st)
+        if meaning == "action-request" and _fact(rec, "method") == (64, 2):
+            self._key_transfer(rec, st, effective(rec))
         if meaning == "action-response" and st.new_keys:
-            self._apply_keys(rec, st, pkt)
+            self._apply_keys(rec, st)
         self._pair(rec, st, meaning)
         for f in rec.all_findings():
             st.findings += 1
@@ -245,16 +258,16 @@ class Tracker:
         elif result == 0:
             st.authenticated = True
 
-    def _hls_request(self, rec: ApduRecord, st: AssociationState, pkt: Packet) -> None:
+    def _hls_request(self, rec: ApduRecord, st: AssociationState) -> None:
         if not st.hls_pending:
             return
-        meth = method_of(pkt)
+        meth = _fact(rec, "method")
         seen = meth is not None
         if seen and meth != (15, 1):
             return
         rec.hls_pass = 3
         if seen:
-            self._check_hls(rec, st, pkt, 3)
+            self._check_hls(rec, st, 3)
         env = rec.envelope
         if env is not None and getattr(env, "family", "") == "ded":
             how = "" if seen else " (ciphered: taken as pass 3, the first action-request while" \
@@ -292,9 +305,8 @@ class Tracker:
                                     "key_transfer: the wrapped keys do not unwrap with any KEK"
                                     " of the keystore"))
 
-    def _apply_keys(self, rec: ApduRecord, st: AssociationState, pkt: Packet) -> None:
-        result = next((p.fields.get("result") for p in iter_tree(pkt)
-                       if "result" in p.fields), None)
+    def _apply_keys(self, rec: ApduRecord, st: AssociationState) -> None:
+        result = _fact(rec, "result")
         pending, st.new_keys = st.new_keys, []
         if result not in (None, 0):
             rec.findings.append(Finding("warning", "keys.transfer-refused",
@@ -314,22 +326,21 @@ class Tracker:
                                     "key_transfer accepted: the new keys are used from the next"
                                     " APDU on"))
 
-    def _hls_response(self, rec: ApduRecord, st: AssociationState, pkt: Packet) -> None:
+    def _hls_response(self, rec: ApduRecord, st: AssociationState) -> None:
         st.hls_pending = False
-        result = next((p.fields.get("result") for p in iter_tree(pkt)
-                       if "result" in p.fields), None)
+        result = _fact(rec, "result")
         if result not in (None, 0):
             rec.findings.append(Finding("warning", "assoc.hls-refused",
                                         "the server refused HLS pass 3: the association is not"
                                         " authenticated"))
             return
         rec.hls_pass = 4
-        st.authenticated = self._check_hls(rec, st, pkt, 4) is not False
+        st.authenticated = self._check_hls(rec, st, 4) is not False
 
-    def _check_hls(self, rec: ApduRecord, st: AssociationState, pkt: Packet,
+    def _check_hls(self, rec: ApduRecord, st: AssociationState,
                    hls_pass: int) -> bool | None:
         """Verify f(StoC) (pass 3) or f(CtoS) (pass 4) with the keystore's secrets."""
-        f_value = _octet_string(pkt)
+        f_value = _fact(rec, "octet_string")
         mech = st.mechanism
         if f_value is None or mech is None or not 2 <= mech <= 7:
             return None
@@ -409,12 +420,12 @@ class Tracker:
             return
         if base in RESPONSE_OF.values():
             want = next(k for k, v in RESPONSE_OF.items() if v == base)
-            iid = invoke_id(effective(rec))
+            iid = _fact(rec, "invoke_id")
             for i in range(len(st.pending) - 1, -1, -1):
                 req = st.pending[i]
-                if plain_name(getattr(effective(req), "apdu_name", req.apdu)) != want:
+                if plain_name(req.meaning()) != want:
                     continue
-                if iid is not None and invoke_id(effective(req)) not in (None, iid):
+                if iid is not None and _fact(req, "invoke_id") not in (None, iid):
                     continue
                 del st.pending[i]
                 self._answered(rec, req, error=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterable
 from typing import Any, BinaryIO, TextIO
@@ -50,8 +51,10 @@ def add_parser(sub: Any) -> None:
     rd.add_argument("-q", dest="quiet", action="store_true",
                     help="no records: only the statistics (on stdout), the -w export and the"
                          " --flow page, as tshark -q")
-    rd.add_argument("--jobs", type=positive, default=1, metavar="N",
-                    help="dissect associations in N processes (output stays in capture order)")
+    rd.add_argument("--jobs", type=jobs, default=1, metavar="N|auto",
+                    help="dissect associations in N processes (output stays in capture order);"
+                         " `auto`: one per CPU this process may use; 1 (the default) reads"
+                         " in this process")
     rd.add_argument("--port", action="append", default=[], metavar="N:wrapper|hdlc|raw|mbus",
                     help="force the transport on a TCP/UDP port (repeatable)")
     key_options(rd)
@@ -63,8 +66,28 @@ EXAMPLES = """examples:
   dlms-dissect read capture.pcap -Y 'security.key_kind == "dedicated"' --json
   dlms-dissect read capture.pcap -T fields -e number -e apdu -e security.key_kind -E header=y
   dlms-dissect read ring_00001.pcapng ring_00002.pcapng --jobs 2 --stats
+  dlms-dissect read capture.pcap --keys meters.toml --json --jobs auto
   dlms-dissect read capture.pcap --port 4061:hdlc -w deciphered.pcapng
 """
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the system has one, as
+    taskset or a container's cpuset narrows it), else the machine's."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def jobs(text: str) -> int:
+    """`--jobs`: a positive count, or `auto` for the usable CPUs."""
+    if text.strip().lower() == "auto":
+        return usable_cpus()
+    try:
+        return positive(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("a number of processes (1 or more) or auto") from None
 
 
 #: What -z names.

@@ -12,7 +12,7 @@ from dissector.output.fields import packet_fields
 def record_json(rec: ApduRecord) -> dict[str, Any]:
     """The record's JSON object; "number" first."""
     plain = rec.plaintext()
-    inner = rec.inner()
+    fast = rec.fast
     return {
         "number": rec.number,
         "frames": rec.frames,
@@ -23,9 +23,9 @@ def record_json(rec: ApduRecord) -> dict[str, Any]:
         "apdu": rec.apdu,
         "security": rec.security(),
         "plaintext": plain.hex().upper() if plain is not None else None,
-        "inner": getattr(inner, "apdu_name", None) if inner is not None else None,
+        "inner": rec.inner_name(),
         "response_time": rec.response_time,
-        "fields": packet_fields(rec.packet),
+        "fields": fast.json_fields() if fast is not None else packet_fields(rec.packet),
         "expert": [f.as_dict() for f in rec.all_findings()],
     }
 

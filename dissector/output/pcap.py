@@ -75,7 +75,7 @@ def apdu_bytes(rec: ApduRecord) -> bytes:
     """What the export carries of a record: the APDU, deciphered where possible."""
     plain = rec.plaintext()
     if plain is None:
-        return bytes(rec.packet)
+        return rec.fast.data if rec.fast is not None else bytes(rec.packet)
     if isinstance(rec.packet, ACSEAPDU):
         return acse_deciphered(rec.packet, rec.envelope, plain)
     return plain

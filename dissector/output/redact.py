@@ -20,6 +20,8 @@ MIN_KEY = 8  # shorter values are not keys (and zeroing them would hide nothing)
 
 def withhold_keys(rec: ApduRecord) -> None:
     """Zero the key bytes of the record in place (once; a second call finds nothing)."""
+    if rec.fast is not None:  # the fast path reads no APDU that carries a key
+        return
     keys: list[bytes] = []
     for node in rec.nodes:
         fields = node.fields

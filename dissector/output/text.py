@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from scapy.packet import Packet
-
 from dissector.analysis.record import ApduRecord
 from dissector.output.tree import packet_lines
 from layers.security import describe_sc, explain_sc
@@ -33,21 +31,10 @@ def security_annotation(rec: ApduRecord) -> str:
     return "[" + ", ".join(parts) + "]"
 
 
-def _info(pkt: Packet) -> str:
-    try:
-        text = pkt.mysummary()
-    except Exception:  # noqa: BLE001 - a summary never stops output
-        text = ""
-    return text if isinstance(text, str) else str(text)
-
-
 def summary_line(rec: ApduRecord) -> str:
     """The summary line after its record number and time (the writer puts those in front)."""
     frames = ",".join(str(f) for f in rec.frames) or "-"
-    info = _info(rec.packet)
-    inner = rec.inner()
-    if inner is not None:
-        info += f" -> {_info(inner)}"
+    info = rec.info()
     if rec.response_time is not None:
         info += f" (answers frame {rec.request_frame}, {rec.response_time:.3f}s)"
     sec = security_annotation(rec)

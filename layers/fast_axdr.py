@@ -1,0 +1,213 @@
+"""A-XDR Data read straight into the JSON form, without Scapy Packets (for `layers.fastapdu`).
+
+`read_data(buf, pos, depth, state)` gives the `packet_fields` form of the Data at `pos` of one
+`bytes` buffer and where it ends; `data_summary` its `mysummary`. The names come from the
+layers' own fields and tables (`named_values`), so the words live in the layer classes.
+Anything these readers are not sure of (an unknown or compact-array type tag, a length or count
+the bytes cannot hold, nesting past the bounds) raises `Unsure`; the caller then leaves the
+APDU to the Packet path. Valid input takes no exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from scapy.fields import ConditionalField, EnumField, Field, FlagsField
+from scapy.packet import Packet
+
+from .axdr import DATA_CLASSES, MAX_ELEMENTS
+from .axdr_datetime import date_time_value
+from .axdr_values import DATA_TYPES, MAX_DEPTH, bit_text, number_value, string_value
+
+#: Deepest packet `dissector.output.fields.packet_fields` writes out (its MAX_DEPTH; the APDU
+#: is depth 0): a Data nested deeper reads `null` there, so it is left to the Packet path here.
+JSON_MAX_DEPTH = 64
+#: Levels the JSON of an APDU read here may sit below the top and still be the same: a
+#: deciphered APDU is written one level down, under its envelope's "deciphered".
+NEST_MARGIN = 2
+#: Deepest Data node read here (the APDU's fields are depth 1); within the A-XDR bound too.
+DEPTH_LIMIT = min(JSON_MAX_DEPTH - NEST_MARGIN, MAX_DEPTH)
+
+
+class Unsure(ValueError):
+    """The fast reader cannot promise the Packet path's result: the Packet path decides."""
+
+
+# --------------------------------------------------------------------------- names of fields
+
+def field_of(cls: type[Packet], name: str) -> Field:
+    """The field `name` of a layer class (a ConditionalField's inner field)."""
+    fld = next(f for f in cls.fields_desc if f.name == name)
+    return getattr(fld, "fld", fld) if isinstance(fld, ConditionalField) else fld
+
+
+def shows_names(fld: Field) -> bool:
+    """Whether `packet_fields` shows this field's ints as names: Scapy's enum and flag fields
+    and the project's fields with an `i2repr` of their own."""
+    if isinstance(fld, EnumField | FlagsField):
+        return True
+    return any("i2repr" in k.__dict__ for k in type(fld).__mro__[:-1]
+               if k.__module__.split(".")[0] in ("layers", "dissector"))
+
+
+def shown_name(fld: Field, value: int) -> str | None:
+    """The name `packet_fields` gives `value` of `fld` (`{"value", "name"}`), None for a plain
+    int: the field's own words, kept when they are more than the number."""
+    shown = fld.i2repr(None, value)
+    if isinstance(shown, str) and shown not in (str(value), hex(value)) and \
+            not shown.startswith("0x"):
+        return shown
+    return None
+
+
+def layer_name(cls: type[Packet]) -> str:
+    """The name a dissected packet of `cls` has (`pkt.name`: Scapy keeps it as `_name`)."""
+    name = cls._name
+    return cls.__name__ if name is None else name
+
+
+def named_values(cls: type[Packet], name: str) -> tuple[str | None, ...]:
+    """Per byte value 0..255, the name shown for field `name` of `cls` (None: a plain int)."""
+    fld = field_of(cls, name)
+    if not shows_names(fld):
+        return (None,) * 256
+    return tuple(shown_name(fld, v) for v in range(256))
+
+
+def named(names: tuple[str | None, ...], value: int) -> Any:
+    """`value` as `packet_fields` writes it, given the names of its field."""
+    name = names[value]
+    return value if name is None else {"value": value, "name": name}
+
+
+# --------------------------------------------------------------------------- the Data types
+
+_K_NULL, _K_SEQ, _K_BOOL, _K_BITS, _K_FIXED, _K_OCTETS, _K_TEXT, _K_TIME = range(1, 9)
+#: tag -> kind of reading; 0: not read here (unknown tags, compact-array).
+_KIND = [0] * 256
+for _tag, _kind in ((0, _K_NULL), (255, _K_NULL), (1, _K_SEQ), (2, _K_SEQ), (3, _K_BOOL),
+                    (4, _K_BITS), (9, _K_OCTETS), (10, _K_TEXT), (12, _K_TEXT), (25, _K_TIME),
+                    (26, _K_TIME), (27, _K_TIME)):
+    _KIND[_tag] = _kind
+for _tag in (5, 6, 13, 15, 16, 17, 18, 20, 21, 22, 23, 24):
+    _KIND[_tag] = _K_FIXED
+_KIND_OF = tuple(_KIND)
+
+#: tag -> the layer name of its Data class and the shown type name.
+_LAYER = {tag: layer_name(cls) for tag, cls in DATA_CLASSES.items()}
+_TYPE_NAMES = named_values(DATA_CLASSES[0], "type")
+#: fixed-size values: tag -> (unpack_from of the layer field's struct, size).
+_FIXED: dict[int, tuple[Callable[..., tuple[Any, ...]], int]] = {
+    tag: (field_of(DATA_CLASSES[tag], "value").struct.unpack_from,
+          field_of(DATA_CLASSES[tag], "value").sz)
+    for tag, kind in enumerate(_KIND_OF) if kind == _K_FIXED}
+_FIXED_NAMED = {tag: named_values(DATA_CLASSES[tag], "value") for tag in _FIXED}
+_BOOL_NAMES = named_values(DATA_CLASSES[3], "value")
+_TIME_SIZE = {tag: field_of(DATA_CLASSES[tag], "value").size for tag in (25, 26, 27)}
+#: Whether the layers still write Data as read here: every type named, fixed-size values,
+#: counts and lengths plain numbers. If not, `layers.fastapdu` leaves every APDU to the Packet
+#: path (tests/test_fast_decode.py fails on it).
+DATA_ENABLED = all(_TYPE_NAMES[tag] is not None for tag, kind in enumerate(_KIND_OF) if kind) \
+    and not any(any(names) for names in _FIXED_NAMED.values()) \
+    and not any(shows_names(field_of(DATA_CLASSES[tag], name))
+                for tag, name in ((1, "count"), (2, "count"), (4, "length"), (9, "length"),
+                                  (10, "length"), (12, "length")))
+
+
+def read_length(buf: bytes, pos: int) -> tuple[int, int]:
+    """An A-XDR length at `pos` (as `layers.fields.decode_length`) and the position after it."""
+    first = buf[pos]
+    if first < 0x80:
+        return first, pos + 1
+    n = first & 0x7F
+    end = pos + 1 + n
+    if n == 0 or n > 4 or end > len(buf):
+        raise Unsure("length prefix")
+    return int.from_bytes(buf[pos + 1:end], "big"), end
+
+
+def read_data(buf: bytes, pos: int, depth: int, state: list[Any]) -> tuple[dict[str, Any], int]:
+    """The Data at `pos` in `packet_fields` form, and where it ends. `depth` is its depth in
+    the JSON tree; `state` is [elements of the outermost Data so far, first octet-string value
+    of the APDU (None until one is read)]."""
+    tag = buf[pos]
+    kind = _KIND_OF[tag]
+    pos += 1
+    if kind == _K_FIXED:
+        unpack, size = _FIXED[tag]
+        return ({"layer": _LAYER[tag], "type": {"value": tag, "name": _TYPE_NAMES[tag]},
+                 "value": unpack(buf, pos)[0]}, pos + size)
+    if kind == _K_SEQ:
+        count, pos = read_length(buf, pos)
+        if count:
+            if depth >= DEPTH_LIMIT or count > len(buf) - pos:
+                raise Unsure("nesting or count")
+            state[0] += count
+            if state[0] > MAX_ELEMENTS:
+                raise Unsure("too many elements")
+        values = []
+        append = values.append
+        depth += 1
+        for _ in range(count):
+            node, pos = read_data(buf, pos, depth, state)
+            append(node)
+        return ({"layer": _LAYER[tag], "type": {"value": tag, "name": _TYPE_NAMES[tag]},
+                 "count": count, "values": values}, pos)
+    if kind == _K_OCTETS or kind == _K_TEXT:
+        n, pos = read_length(buf, pos)
+        end = pos + n
+        if end > len(buf):
+            raise Unsure("string overruns")
+        value = buf[pos:end]
+        if kind == _K_OCTETS and state[1] is None:
+            state[1] = value
+        return ({"layer": _LAYER[tag], "type": {"value": tag, "name": _TYPE_NAMES[tag]},
+                 "length": n, "value": value.hex().upper()}, end)
+    if kind == _K_NULL:
+        return {"layer": _LAYER[tag], "type": {"value": tag, "name": _TYPE_NAMES[tag]}}, pos
+    if kind == _K_BOOL:
+        return ({"layer": _LAYER[3], "type": {"value": 3, "name": _TYPE_NAMES[3]},
+                 "value": named(_BOOL_NAMES, buf[pos])}, pos + 1)
+    if kind == _K_TIME:
+        end = pos + _TIME_SIZE[tag]
+        if end > len(buf):
+            raise Unsure("date-time overruns")
+        return ({"layer": _LAYER[tag], "type": {"value": tag, "name": _TYPE_NAMES[tag]},
+                 "value": buf[pos:end].hex().upper()}, end)
+    if kind == _K_BITS:
+        n, pos = read_length(buf, pos)
+        end = pos + (n + 7) // 8
+        if end > len(buf):
+            raise Unsure("bit-string overruns")
+        return ({"layer": _LAYER[4], "type": {"value": 4, "name": _TYPE_NAMES[4]},
+                 "length": n, "value": buf[pos:end].hex().upper()}, end)
+    raise Unsure(f"Data type {tag} not read here")
+
+
+def data_summary(node: dict[str, Any]) -> str:
+    """`Data.mysummary()` of a Data read by `read_data`: its type and Python value."""
+    type_ = node["type"]
+    tag = type_["value"]
+    kind = _KIND_OF[tag]
+    if kind == _K_SEQ:
+        value: Any = f"[{node['count']}]"
+    elif kind == _K_FIXED:
+        value = number_value(node["value"])
+    elif kind == _K_OCTETS or kind == _K_TEXT:
+        value = string_value(tag, bytes.fromhex(node["value"]))
+    elif kind == _K_BOOL:
+        raw = node["value"]
+        value = bool(raw if type(raw) is int else raw["value"])
+    elif kind == _K_TIME:
+        value = date_time_value(bytes.fromhex(node["value"]))
+    elif kind == _K_BITS:
+        value = bit_text(bytes.fromhex(node["value"]), node["length"])
+    else:
+        value = None
+    return f"{DATA_TYPES.get(tag, 'data')} {value}"
+
+
+__all__ = ["DATA_ENABLED", "DEPTH_LIMIT", "JSON_MAX_DEPTH", "NEST_MARGIN", "Unsure",
+           "data_summary", "field_of", "layer_name", "named", "named_values", "read_data",
+           "read_length", "shown_name", "shows_names"]
