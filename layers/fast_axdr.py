@@ -11,7 +11,7 @@ APDU to the Packet path. Valid input takes no exception.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from scapy.fields import ConditionalField, EnumField, Field, FlagsField
 from scapy.packet import Packet
@@ -32,6 +32,21 @@ DEPTH_LIMIT = min(JSON_MAX_DEPTH - NEST_MARGIN, MAX_DEPTH)
 
 class Unsure(ValueError):
     """The fast reader cannot promise the Packet path's result: the Packet path decides."""
+
+
+_R = TypeVar("_R")
+
+
+def read_or_none(read: Callable[[bytes], _R] | None, data: bytes) -> _R | None:
+    """What the fast reader `read` gives for `data` (as `bytes`), or None when there is no
+    reader for it or the reader raises (`Unsure`, or whatever malformed bytes set off): the
+    Packet path decides."""
+    if read is None:
+        return None
+    try:
+        return read(bytes(data) if type(data) is not bytes else data)
+    except Exception:  # noqa: BLE001 - anything unsure or malformed is the Packet path's
+        return None
 
 
 # --------------------------------------------------------------------------- names of fields

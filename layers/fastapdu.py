@@ -49,6 +49,7 @@ from .fast_axdr import (
     named_values,
     read_data,
     read_length,
+    read_or_none,
     shown_name,
     shows_names,
 )
@@ -456,13 +457,7 @@ _DECODERS = {0xC0: _get_request, 0xC4: _get_response, 0xC1: _set_request, 0xC5: 
 
 def decode_apdu(data: bytes) -> FastApdu | None:
     """The fast decoding of a plain xDLMS APDU, or None when the Packet path must decide."""
-    decoder = _DECODERS.get(data[0]) if data and ENABLED else None
-    if decoder is None:
-        return None
-    try:
-        return decoder(bytes(data) if type(data) is not bytes else data)
-    except Exception:  # noqa: BLE001 - anything unsure or malformed is the Packet path's
-        return None
+    return read_or_none(_DECODERS.get(data[0]) if data and ENABLED else None, data)
 
 
 __all__ = ["ENABLED", "FastApdu", "decode_apdu"]

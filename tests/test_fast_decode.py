@@ -13,21 +13,21 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CORPUS, ROOT, corpus_path
+from conftest import ROOT
+from corpus_records import corpus_records
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mutations import mutated
 
 from dissector.analysis.capture import dissect_capture
 from dissector.analysis.pipeline import Dissector
 from dissector.analysis.tracker import _octet_string, invoke_id, method_of
-from dissector.framing.lines import hex_units
 from dissector.output import fields as output_fields
 from dissector.output.fields import packet_fields
-from keys.keystore import Keystore, keystore_from_flags, load_keystore
+from keys.keystore import Keystore, load_keystore
 from layers import fast_axdr
 from layers.apdu import APDU
 from layers.apdu.action import ActionRequestNormal, ActionResponseNormal
@@ -105,50 +105,11 @@ def _apdus_of(records: Iterator[Any]) -> Iterator[bytes]:
             yield bytes(plain)
 
 
-def _interop_store(scenario: Path) -> Keystore:
-    k = json.loads((scenario / "keys.json").read_text())
-    return keystore_from_flags(ek=k["ek"], ak=k["ak"], bek=k.get("broadcast_key"),
-                               hls_secret=(f"text:{k['hls_secret']}" if k.get("hls_secret")
-                                           else None))
-
-
 @cache
 def corpus_apdus() -> tuple[bytes, ...]:
-    """Every distinct APDU of the corpus captures, its manifest items and the seed case."""
-    manifest = json.loads(corpus_path("manifest.json").read_text())
-    keys_of: dict[str, dict[str, str]] = {}
-    for item in manifest["items"]:
-        keys = item.get("keys") or {}
-        if item.get("pcap_file") and (keys.get("EK") or keys.get("AK")):
-            keys_of.setdefault(item["pcap_file"], keys)
-    out: dict[bytes, None] = {}
-    for path in sorted([*CORPUS.glob("*.pcap"), *CORPUS.glob("*.pcapng")]):
-        keys = keys_of.get(path.name, {})
-        store = keystore_from_flags(ek=keys.get("EK"), ak=keys.get("AK"))
-        out.update(dict.fromkeys(_apdus_of(dissect_capture(str(path), Dissector(store)))))
-    for scenario in sorted(p for p in (CORPUS / "interop").glob("*") if p.is_dir()):
-        store = _interop_store(scenario)
-        for path in sorted(scenario.glob("capture.pcap*")):
-            out.update(dict.fromkeys(_apdus_of(dissect_capture(str(path), Dissector(store)))))
-    for item in manifest["items"]:
-        if item.get("pcap_file"):
-            continue
-        keys = item.get("keys") or {}
-        store = keystore_from_flags(ek=keys.get("EK") or None, ak=keys.get("AK") or None)
-        for text in (item.get("hex"), item.get("plaintext_hex")):
-            if text:
-                out.update(dict.fromkeys(_apdus_of(_records_of_line(bytes.fromhex(text), store))))
-    seed = dissect_capture(str(ROOT / "pcaps" / "seed-case.pcap"),
-                           Dissector(load_keystore(ROOT / "pcaps" / "seed-case.keys.toml")))
-    out.update(dict.fromkeys(_apdus_of(seed)))
-    return tuple(out)
-
-
-def _records_of_line(data: bytes, store: Keystore) -> Iterator[Any]:
-    dis = Dissector(store)
-    for position, item in enumerate(hex_units([data])):
-        dis.position = position
-        yield from dis.process(item)
+    """Every distinct APDU (plaintexts included) of the corpus captures, its manifest items and
+    the seed case."""
+    return tuple(dict.fromkeys(_apdus_of(corpus_records())))
 
 
 @pytest.fixture(scope="module")
@@ -344,31 +305,12 @@ def _seeds() -> tuple[bytes, ...]:
                         key=lambda d: (len(d), d)))
 
 
-@st.composite
-def _mutated(draw: st.DrawFn) -> bytes:
-    seeds = _seeds()
-    data = bytearray(seeds[draw(st.integers(0, len(seeds) - 1))])
-    for _ in range(draw(st.integers(1, 3))):
-        op = draw(st.sampled_from(["flip", "set", "cut", "extend", "delete", "insert"]))
-        at = draw(st.integers(0, max(len(data) - 1, 0)))
-        if op == "flip" and data:
-            data[at] ^= 1 << draw(st.integers(0, 7))
-        elif op == "set" and data:
-            data[at] = draw(st.one_of(st.sampled_from([0, 1, 2, 9, 12, 0x7F, 0x80, 0x81, 0x84,
-                                                       0x85, 0xFF]), BYTE))
-        elif op == "cut":
-            del data[at:]
-        elif op == "extend":
-            data += draw(st.binary(min_size=1, max_size=4))
-        elif op == "delete" and data:
-            del data[at]
-        elif op == "insert":
-            data.insert(at, draw(BYTE))
-    return bytes(data)
+#: Bytes a mutation sets (besides any byte): A-XDR tags, lengths and length forms.
+_SET_VALUES = (0, 1, 2, 9, 12, 0x7F, 0x80, 0x81, 0x84, 0x85, 0xFF)
 
 
 @settings(max_examples=2500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_mutated())
+@given(mutated(_seeds, _SET_VALUES))
 def test_mutated_corpus_apdus(data: bytes) -> None:
     """Bit flips, changed bytes, truncations and extensions of real APDUs."""
     check(data)

@@ -20,6 +20,7 @@ from scapy.packet import Packet
 from keys.context import KeyContext
 from layers.apdu.base import APDU
 from layers.expert import Finding, add_finding
+from layers.fastacse import FastAcse, decode_acse, decode_initiate
 from layers.fastapdu import FastApdu, decode_apdu
 from layers.fastenvelope import ENVELOPES, FastEnvelope, read_envelope
 
@@ -27,16 +28,20 @@ from layers.fastenvelope import ENVELOPES, FastEnvelope, read_envelope
 @dataclass(slots=True)
 class FastView:
     """A record's APDU as the fast path read it: the plain APDU, or the envelope and its
-    deciphered APDU (None when not deciphered); `build` makes its Packet dissection of
-    `data`, the APDU's bytes."""
+    deciphered APDU (None when not deciphered), or an ACSE APDU (`acse`) with the initiate
+    of its user-information (plain, or deciphered from `envelope`); `build` makes the Packet
+    dissection of `data`, the APDU's bytes."""
 
     data: bytes
     apdu: FastApdu | None
     envelope: FastEnvelope | None
     build: Callable[[], Packet]
+    acse: FastAcse | None = None
 
     @property
     def name(self) -> str:
+        if self.acse is not None:
+            return self.acse.name
         env = self.envelope
         if env is not None:
             return env.apdu_name
@@ -49,8 +54,17 @@ class FastView:
 
     @property
     def meaning(self) -> str:
-        """The name of the APDU that means something (the deciphered one, else the envelope)."""
-        return self.apdu.name if self.apdu is not None else self.name
+        """The name of the APDU that means something (the deciphered one, else the envelope;
+        an ACSE APDU's own)."""
+        if self.acse is None and self.apdu is not None:
+            return self.apdu.name
+        return self.name
+
+    def fact(self, name: str) -> Any:
+        """A fact of the APDU that means something (`FastApdu`'s invoke_id, method, result,
+        octet_string); an ACSE APDU has none of them."""
+        apdu = self.apdu
+        return getattr(apdu, name) if apdu is not None and self.acse is None else None
 
     def findings(self) -> list[Finding]:
         env = self.envelope
@@ -59,6 +73,10 @@ class FastView:
     def info(self) -> str:
         """The summary line's text, as the Packet path's `mysummary` (and the inner one's)."""
         env = self.envelope
+        if self.acse is not None:
+            if env is None or self.apdu is None:
+                return self.acse.summary
+            return f"{self.acse.summary} -> {self.apdu.summary}"
         if env is None:
             assert self.apdu is not None
             return self.apdu.summary
@@ -69,6 +87,9 @@ class FastView:
     def json_fields(self) -> dict[str, Any]:
         """The `fields` object of the JSON record, as `packet_fields` gives it."""
         env = self.envelope
+        if self.acse is not None:
+            return self.acse.fields_with(self.apdu.fields if env is not None and
+                                         self.apdu is not None else None)
         if env is None:
             assert self.apdu is not None
             return self.apdu.fields
@@ -76,6 +97,10 @@ class FastView:
         if self.apdu is not None:
             out["deciphered"] = self.apdu.fields
         return out
+
+
+#: AARQ, AARE, RLRQ, RLRE.
+ACSE_TAGS = frozenset({0x60, 0x61, 0x62, 0x63})
 
 
 class Replay:
@@ -99,6 +124,8 @@ def dissect_fast(data: bytes, ctx: KeyContext) -> FastView | Packet | None:
     """The APDU `data` through the fast path: a `FastView`; a Packet when the envelope was
     deciphered here but its plaintext needs the Packet path; None when the Packet path must
     do it all (nothing was deciphered)."""
+    if data[0] in ACSE_TAGS:
+        return _acse(data, ctx)
     if data[0] not in ENVELOPES:
         apdu = decode_apdu(data)
         if apdu is None:
@@ -107,6 +134,34 @@ def dissect_fast(data: bytes, ctx: KeyContext) -> FastView | Packet | None:
     env = read_envelope(data)
     if env is None:
         return None
+    return _deciphered(data, env, ctx, decode_apdu)
+
+
+def _acse(data: bytes, ctx: KeyContext) -> FastView | Packet | None:
+    """An AARQ, AARE, RLRQ or RLRE: its user-information's initiate in clear, or its
+    envelope deciphered as any other. A dedicated key in clear is left to the Packet path
+    (the redaction step zeroes it in the Packets)."""
+    acse = decode_acse(data)
+    if acse is None:
+        return None
+    if acse.envelope_bytes is None:
+        initiate = acse.initiate
+        if initiate is not None and initiate.dedicated_key:
+            return None
+        return FastView(data, initiate, None, lambda: APDU(data), acse)
+    env = acse.open_envelope()
+    if env is None:
+        return None
+    view = _deciphered(data, env, ctx, decode_initiate)
+    if isinstance(view, FastView):
+        view.acse = acse
+    return view
+
+
+def _deciphered(data: bytes, env: FastEnvelope, ctx: KeyContext,
+                decode: Callable[[bytes], FastApdu | None]) -> FastView | Packet | None:
+    """The record of `data` whose envelope `env` is deciphered here and its plaintext read
+    by `decode` (a Packet when the plaintext needs the Packet path)."""
     try:
         res = ctx.decipher(env)
     except Exception:  # noqa: BLE001 - the Packet path words the failure as a finding
@@ -121,7 +176,7 @@ def dissect_fast(data: bytes, ctx: KeyContext) -> FastView | Packet | None:
     if res is not None and res.plaintext is not None:
         if res.packet is not None or not res.is_apdu:
             return build()
-        inner = decode_apdu(res.plaintext)
+        inner = decode(res.plaintext)
         if inner is None:
             return build()
     return FastView(data, inner, env, build)

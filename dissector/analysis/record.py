@@ -203,6 +203,17 @@ class ApduRecord:
             return inner
         return self.packet
 
+    def acse(self) -> Any:
+        """The ACSE APDU (AARQ, AARE, RLRQ, RLRE) with its titles, mechanism, result, ...:
+        a fast record's `layers.fastacse.FastAcse`, else the Packet."""
+        fast = self.fast
+        return fast.acse if fast is not None and fast.acse is not None else self.packet
+
+    @property
+    def tree_envelope(self) -> Any:
+        """The envelope as a Packet of the APDU's tree (built for a fast record)."""
+        return self._tree_envelope
+
     def meaning(self) -> str:
         """The name of the APDU that means something (the deciphered one, else the APDU)."""
         if self.fast is not None:

@@ -78,8 +78,11 @@ def _first(pkt: Packet | None, cls_name: str) -> Packet | None:
     return next((p for p in iter_tree(pkt) if type(p).__name__ == cls_name), None)
 
 
-def _initiate(rec: ApduRecord) -> Packet | None:
+def _initiate(rec: ApduRecord) -> Any:
     """The InitiateRequest/Response of an AARQ/AARE: deciphered, or in clear."""
+    fast = rec.fast
+    if fast is not None and fast.acse is not None:
+        return fast.apdu
     inner = rec.inner()
     if inner is not None:
         return inner
@@ -122,7 +125,7 @@ def _fact(rec: ApduRecord, name: str) -> Any:
     `octet_string` (the first A-XDR octet-string: an HLS f() value)."""
     fast = rec.fast
     if fast is not None:
-        return getattr(fast.apdu, name) if fast.apdu is not None else None
+        return fast.fact(name)
     pkt = rec.effective()
     if name == "invoke_id":
         return invoke_id(pkt)
@@ -213,7 +216,7 @@ class Tracker:
                                         " is dropped"))
         st.release()
         st.authenticated = False
-        pkt = rec.packet
+        pkt = rec.acse()
         st.keys.client_title = getattr(pkt, "calling_ap_title", None) or st.keys.client_title
         st.mechanism = getattr(pkt, "mechanism_id", None)
         st.context_id = getattr(pkt, "application_context_id", None)
@@ -234,7 +237,7 @@ class Tracker:
                 " plays no part; mechanism 5 (GMAC) uses it"))
 
     def _aare(self, rec: ApduRecord, st: AssociationState) -> None:
-        pkt = rec.packet
+        pkt = rec.acse()
         st.keys.server_title = getattr(pkt, "responding_ap_title", None) or st.keys.server_title
         if st.keys.server_title is not None:
             if len(self.server_titles) >= MAX_ADDRESSES:

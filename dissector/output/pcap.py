@@ -60,24 +60,36 @@ def _ber_length(n: int) -> bytes:
 def acse_deciphered(pkt: ACSEAPDU, envelope: object, plain: bytes) -> bytes:
     """The ACSE APDU's bytes with the ciphered APDU in its user-information replaced by `plain`
     (every other component as it came, the BER lengths recomputed)."""
-    parts = []
-    for comp in field_value(pkt, "components") or ():
-        if isinstance(comp, UserInformation) and comp.apdu is envelope:
-            inner = b"\x04" + _ber_length(len(plain)) + plain
-            parts.append(b"\xbe" + _ber_length(len(inner)) + inner)
-        else:
-            parts.append(bytes(comp))
-    body = b"".join(parts)
-    return bytes(pkt)[:1] + _ber_length(len(body)) + body
+    parts = [_user_information(plain) if isinstance(comp, UserInformation)
+             and comp.apdu is envelope else bytes(comp)
+             for comp in field_value(pkt, "components") or ()]
+    return _acse_bytes(bytes(pkt)[:1], b"".join(parts))
+
+
+def _user_information(plain: bytes) -> bytes:
+    inner = b"\x04" + _ber_length(len(plain)) + plain
+    return b"\xbe" + _ber_length(len(inner)) + inner
+
+
+def _acse_bytes(tag: bytes, body: bytes) -> bytes:
+    return tag + _ber_length(len(body)) + body
 
 
 def apdu_bytes(rec: ApduRecord) -> bytes:
     """What the export carries of a record: the APDU, deciphered where possible."""
     plain = rec.plaintext()
+    fast = rec.fast
     if plain is None:
-        return rec.fast.data if rec.fast is not None else bytes(rec.packet)
+        return fast.data if fast is not None else bytes(rec.packet)
+    if fast is not None:  # the ACSE APDU's components as they came, the user-information
+        acse = fast.acse  # deciphered (`acse_deciphered`, without the Packets)
+        if acse is None or acse.user_information_span is None:
+            return plain
+        data, (start, stop) = fast.data, acse.user_information_span
+        return _acse_bytes(data[:1], data[acse.components_at:start] + _user_information(plain)
+                           + data[stop:])
     if isinstance(rec.packet, ACSEAPDU):
-        return acse_deciphered(rec.packet, rec.envelope, plain)
+        return acse_deciphered(rec.packet, rec.tree_envelope, plain)
     return plain
 
 

@@ -20,19 +20,53 @@ MIN_KEY = 8  # shorter values are not keys (and zeroing them would hide nothing)
 
 def withhold_keys(rec: ApduRecord) -> None:
     """Zero the key bytes of the record in place (once; a second call finds nothing)."""
-    if rec.fast is not None:  # the fast path reads no APDU that carries a key
-        return
+    keys = _withhold_fast(rec) if rec.fast is not None else []
+    if rec.fast is None or rec.built is not None:  # the Packets, where they are built
+        keys += [k for k in _withhold_tree(rec) if k not in keys]
+    for key in keys:
+        rec.findings.append(Finding(
+            "note", "output.key-withheld",
+            f"the dedicated key ({len(key)} bytes, sha256:"
+            f"{hashlib.sha256(key).hexdigest()[:8]}) is withheld from the output: shown as"
+            " zero bytes"))
+
+
+def _withhold_fast(rec: ApduRecord) -> list[bytes]:
+    """A fast record's key: the dedicated key of the initiate-request its AARQ/RLRQ
+    deciphered (`fastpath` leaves one in clear to the Packets), zeroed in its JSON fields and
+    its plaintext. The Packets built later replay that plaintext, so they hold no key."""
+    fast = rec.fast
+    assert fast is not None
+    inner = fast.apdu
+    key = getattr(inner, "dedicated_key", None) if fast.acse is not None else None
+    if inner is None or not _is_key(key):
+        return []
+    zeros = bytes(len(key))
+    if inner.fields.get("dedicated_key") == key.hex().upper():
+        inner.fields["dedicated_key"] = zeros.hex().upper()
+    res = fast.envelope.deciphered if fast.envelope is not None else None
+    if res is not None and res.plaintext is not None:
+        res.plaintext = res.plaintext.replace(key, zeros)
+    return [key]
+
+
+def _is_key(value: object) -> bool:
+    return isinstance(value, (bytes, bytearray)) and len(value) >= MIN_KEY and any(value)
+
+
+def _withhold_tree(rec: ApduRecord) -> list[bytes]:
+    """The keys in the record's Packets, zeroed in their fields and deciphered plaintexts."""
     keys: list[bytes] = []
     for node in rec.nodes:
         fields = node.fields
         for name in KEY_FIELDS:
             value = fields.get(name)
-            if isinstance(value, (bytes, bytearray)) and len(value) >= MIN_KEY and any(value):
+            if _is_key(value):
                 keys.append(bytes(value))
                 fields[name] = bytes(len(value))
                 node.raw_packet_cache = None
     if not keys:
-        return
+        return []
     for node in rec.nodes:
         res = deciphered_of(node)
         plain = getattr(res, "plaintext", None)
@@ -44,9 +78,4 @@ def withhold_keys(rec: ApduRecord) -> None:
             res.plaintext = plain
             if res.packet is not None:
                 res.packet.clear_cache()
-    for key in keys:
-        rec.findings.append(Finding(
-            "note", "output.key-withheld",
-            f"the dedicated key ({len(key)} bytes, sha256:"
-            f"{hashlib.sha256(key).hexdigest()[:8]}) is withheld from the output: shown as"
-            " zero bytes"))
+    return keys
