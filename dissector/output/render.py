@@ -38,6 +38,11 @@ class Rendered:
     flow: dict[str, Any] | None = None  # --flow: what the flow page takes of the record
     time: float = 0.0  # the record's capture time
 
+    def __reduce__(self) -> tuple[type[Rendered], tuple[Any, ...]]:
+        # pickled as its fields in order (`read --jobs` workers send every record back)
+        return Rendered, (self.body, self.mode, self.pcap, self.cells, self.columns, self.flow,
+                          self.time)
+
     def text(self, number: int, stamp: str | None = None) -> str:
         """The record's text, numbered (and, in text modes, stamped: `stamp` is its time as
         the writer's `-t` format gives it; the epoch seconds by default)."""

@@ -132,6 +132,8 @@ def _file_records(reader: CaptureFile, label: str, decoder: FrameDecoder, frame_
         if item.time is not None:
             time = item.time
         direction = PCAPNG_DIRECTIONS.get(item.direction, UNKNOWN)
-        comment = "; ".join(c.decode("utf-8", "replace") for c in item.comments) or None
+        comments = item.comments
+        comment = "; ".join(c.decode("utf-8", "replace") for c in comments) or None \
+            if comments else None
         yield from decoder.frame(frame_no, time, item.linktype, item.data, direction, comment)
     return frame_no

@@ -17,6 +17,7 @@ import struct
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from dissector.sources.detect import detect_transport
@@ -59,8 +60,13 @@ _TCP = struct.Struct("!HHIIH")  # ports, seq, ack, data offset + flags
 _UDP = struct.Struct("!HHH")
 
 
+@lru_cache(maxsize=4096)
 def _ip_text(raw: bytes) -> str:
     return socket.inet_ntop(socket.AF_INET6 if len(raw) == 16 else socket.AF_INET, raw)
+
+
+#: What one capture record gives.
+Out = list[Record | LinkEvent | Finding]
 
 
 @dataclass(slots=True)
@@ -138,37 +144,43 @@ class FrameDecoder:
         self.unframed: dict[str, list] = {}  # link -> [noted, more, last frame, last time]
 
     def frame(self, frame_no: int, time: float, linktype: int | None, data: bytes,
-              direction: Direction, comment: str | None) -> Iterator[Record | LinkEvent | Finding]:
-        """Records, events and notes produced by one capture record."""
+              direction: Direction, comment: str | None) -> Out:
+        """Records, events and notes produced by one capture record (lists all the way
+        down: a frame passes five layers, and a generator at each cost more than the rest)."""
         if linktype == LINKTYPE_ETHERNET:
             if len(data) < 14:
-                return
+                return []
             ethertype = _U16.unpack_from(data, 12)[0]
             p = 14
             while ethertype in VLAN_TAGS and len(data) >= p + 4:
                 ethertype = _U16.unpack_from(data, p + 2)[0]
                 p += 4
-            yield from self._ethertype(frame_no, time, ethertype, data, p, comment)
-        elif linktype == LINKTYPE_USER0:
-            if data:  # a serial line: sign-on messages, HDLC or wired M-Bus
-                yield Record(frame_no, time, SERIAL_LINK, direction, data, "serial",
-                             comment=comment)
-        elif linktype in RAW_IP_LINKTYPES:
-            yield from self._ip(frame_no, time, data, 0, comment)
-        elif linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
-            yield from self._ip(frame_no, time, data, 4, comment)
-        elif linktype == LINKTYPE_LINUX_SLL:
-            if len(data) >= 16:
-                yield from self._ethertype(frame_no, time, _U16.unpack_from(data, 14)[0], data,
-                                           16, comment)
-        elif linktype == LINKTYPE_LINUX_SLL2:
-            if len(data) >= 20:
-                yield from self._ethertype(frame_no, time, _U16.unpack_from(data, 0)[0], data,
-                                           20, comment)
-        elif linktype not in self.unsupported:
-            self.unsupported.add(linktype)
-            yield note(frame_no, time, "", "warning", "capture.unsupported-linktype",
-                       f"link type {linktype} is not supported; its records are skipped")
+            return self._ethertype(frame_no, time, ethertype, data, p, comment)
+        if linktype == LINKTYPE_USER0:
+            if not data:
+                return []
+            # a serial line: sign-on messages, HDLC or wired M-Bus
+            return [Record(frame_no, time, SERIAL_LINK, direction, data, "serial",
+                           comment=comment)]
+        if linktype in RAW_IP_LINKTYPES:
+            return self._ip(frame_no, time, data, 0, comment)
+        if linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
+            return self._ip(frame_no, time, data, 4, comment)
+        if linktype == LINKTYPE_LINUX_SLL:
+            if len(data) < 16:
+                return []
+            return self._ethertype(frame_no, time, _U16.unpack_from(data, 14)[0], data, 16,
+                                   comment)
+        if linktype == LINKTYPE_LINUX_SLL2:
+            if len(data) < 20:
+                return []
+            return self._ethertype(frame_no, time, _U16.unpack_from(data, 0)[0], data, 20,
+                                   comment)
+        if linktype in self.unsupported:
+            return []
+        self.unsupported.add(linktype)
+        return [note(frame_no, time, "", "warning", "capture.unsupported-linktype",
+                     f"link type {linktype} is not supported; its records are skipped")]
 
     def finish(self) -> Iterator[Record | LinkEvent | Finding]:
         """End of capture: pending TCP data, incomplete fragments."""
@@ -192,46 +204,45 @@ class FrameDecoder:
             self.prime = None
 
     def _ethertype(self, frame_no: int, time: float, ethertype: int, data: bytes, p: int,
-                   comment: str | None) -> Iterator[Record | LinkEvent | Finding]:
+                   comment: str | None) -> Out:
         if ethertype == ETH_IPV4 or ethertype == ETH_IPV6:
-            yield from self._ip(frame_no, time, data, p, comment)
+            return self._ip(frame_no, time, data, p, comment)
+        return []
 
-    def _ip(self, frame_no: int, time: float, data: bytes, p: int,
-            comment: str | None) -> Iterator[Record | LinkEvent | Finding]:
+    def _ip(self, frame_no: int, time: float, data: bytes, p: int, comment: str | None) -> Out:
         if len(data) <= p:
-            return
+            return []
         version = data[p] >> 4
         if version == 4:
-            yield from self._ipv4(frame_no, time, data, p, comment)
-        elif version == 6:
-            yield from self._ipv6(frame_no, time, data, p, comment)
+            return self._ipv4(frame_no, time, data, p, comment)
+        if version == 6:
+            return self._ipv6(frame_no, time, data, p, comment)
+        return []
 
-    def _ipv4(self, frame_no: int, time: float, data: bytes, p: int,
-              comment: str | None) -> Iterator[Record | LinkEvent | Finding]:
+    def _ipv4(self, frame_no: int, time: float, data: bytes, p: int, comment: str | None) -> Out:
         if len(data) < p + 20:
-            return
+            return []
         vihl, total, ident, frag, proto = _IPV4.unpack_from(data, p)
         ihl = (vihl & 0x0F) * 4
         if ihl < 20:
-            return
+            return []
         end = p + total if total >= ihl else len(data)  # total 0: segmentation offload
         src, dst = data[p + 12 : p + 16], data[p + 16 : p + 20]
         payload = data[p + ihl : end]
-        if frag & 0x3FFF:
-            done = self._fragment(("4", src, dst, ident, proto), (frag & 0x1FFF) * 8,
-                                  bool(frag & 0x2000), payload, proto, frame_no, time)
-            if done is None:
-                return
-            yield from done[0]
-            if done[1] is None:
-                return
-            payload = done[1]
-        yield from self._transport(frame_no, time, proto, src, dst, payload, comment)
+        if not frag & 0x3FFF:
+            return self._transport(frame_no, time, proto, src, dst, payload, comment)
+        done = self._fragment(("4", src, dst, ident, proto), (frag & 0x1FFF) * 8,
+                              bool(frag & 0x2000), payload, proto, frame_no, time)
+        if done is None:
+            return []
+        out: Out = list(done[0])
+        if done[1] is None:
+            return out
+        return out + self._transport(frame_no, time, proto, src, dst, done[1], comment)
 
-    def _ipv6(self, frame_no: int, time: float, data: bytes, p: int,
-              comment: str | None) -> Iterator[Record | LinkEvent | Finding]:
+    def _ipv6(self, frame_no: int, time: float, data: bytes, p: int, comment: str | None) -> Out:
         if len(data) < p + 40:
-            return
+            return []
         length = _U16.unpack_from(data, p + 4)[0]
         nh = data[p + 6]
         src, dst = data[p + 8 : p + 24], data[p + 24 : p + 40]
@@ -240,13 +251,13 @@ class FrameDecoder:
         while True:
             if nh in IPV6_SKIPPABLE or nh == IPV6_AH:
                 if q + 8 > end:
-                    return
+                    return []
                 size = (data[q + 1] + 2) * 4 if nh == IPV6_AH else (data[q + 1] + 1) * 8
                 nh = data[q]
                 q += size
             elif nh == IPV6_FRAGMENT:
                 if q + 8 > end:
-                    return
+                    return []
                 inner = data[q]
                 offset_flags = _U16.unpack_from(data, q + 2)[0]
                 ident = data[q + 4 : q + 8]
@@ -255,18 +266,17 @@ class FrameDecoder:
                 done = self._fragment(("6", src, dst, ident), offset, bool(offset_flags & 1),
                                       data[q:end], inner if offset == 0 else None, frame_no, time)
                 if done is None:
-                    return
-                yield from done[0]
+                    return []
+                out: Out = list(done[0])
                 if done[1] is None:
-                    return
+                    return out
                 proto, payload = self._ipv6_inner(inner, done[1], done[2])
-                yield from self._transport(frame_no, time, proto, src, dst, payload, comment)
-                return
+                return out + self._transport(frame_no, time, proto, src, dst, payload, comment)
             else:
                 break
         if nh == IPV6_NONE or q > end:
-            return
-        yield from self._transport(frame_no, time, nh, src, dst, data[q:end], comment)
+            return []
+        return self._transport(frame_no, time, nh, src, dst, data[q:end], comment)
 
     @staticmethod
     def _ipv6_inner(inner: int, payload: bytes, first_proto: int | None) -> tuple[int, bytes]:
@@ -304,25 +314,24 @@ class FrameDecoder:
                     f"fragments captured{first}; skipped ({reason})")
 
     def _transport(self, frame_no: int, time: float, proto: int, src_raw: bytes, dst_raw: bytes,
-                   payload: bytes, comment: str | None) -> Iterator[Record | LinkEvent | Finding]:
+                   payload: bytes, comment: str | None) -> Out:
         if proto == IPPROTO_TCP:
             if len(payload) < 20:
-                return
+                return []
             sport, dport, seq, ack, off_flags = _TCP.unpack_from(payload, 0)
             offset = (off_flags >> 12) * 4
             if offset < 20:
-                return
-            yield from self.tcp.packet(frame_no, time, _ip_text(src_raw), sport,
-                                       _ip_text(dst_raw), dport, seq, ack, off_flags & 0x3F,
-                                       payload[offset:], comment)
-        elif proto == IPPROTO_UDP:
+                return []
+            return self.tcp.packet(frame_no, time, _ip_text(src_raw), sport, _ip_text(dst_raw),
+                                   dport, seq, ack, off_flags & 0x3F, payload[offset:], comment)
+        if proto == IPPROTO_UDP:
             if len(payload) < 8:
-                return
+                return []
             sport, dport, length = _UDP.unpack_from(payload, 0)
             body = payload[8:length] if 8 <= length <= len(payload) else payload[8:]
             record = self._udp(frame_no, time, src_raw, sport, dst_raw, dport, body, comment)
-            if record is not None:
-                yield record
+            return [record] if record is not None else []
+        return []
 
     def _udp(self, frame_no: int, time: float, src_raw: bytes, sport: int, dst_raw: bytes,
              dport: int, body: bytes, comment: str | None) -> Record | Finding | None:
