@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -14,14 +15,21 @@ SHARED = Path(os.environ.get("DLMS_SHARED", ROOT.parent / "shared"))
 CORPUS = SHARED / "corpus"
 
 
-def require(tool: str, package: str) -> str:
-    """The path of a system tool the test runs; a user's machine without it skips, CI (env CI
-    set, where `.ci/run` installs it) fails."""
+def require(tool: str, package: str, how: str | None = None) -> str:
+    """The path of a system tool the test runs (a name on PATH, or a path); a user's machine
+    without it skips, CI (env CI set, where `.ci/run` installs it) fails. `how` says how to
+    get it where apt-get cannot."""
     path = shutil.which(tool)
     if path is None:
-        message = f"{tool} is missing (apt-get install -y {package}; .ci/run installs it)"
-        (pytest.fail if os.environ.get("CI") else pytest.skip)(message)
-    return path  # type: ignore[return-value]
+        unavailable(f"{tool} is missing ({how or f'apt-get install -y {package}'}; "
+                    ".ci/run installs it)")
+    return path
+
+
+def unavailable(message: str) -> NoReturn:
+    """What a test needs is not on this machine: skip on a user's machine, fail in CI."""
+    (pytest.fail if os.environ.get("CI") else pytest.skip)(message)
+    raise AssertionError(message)  # not reached: both raise
 
 
 def corpus_path(*parts: str) -> Path:

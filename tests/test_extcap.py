@@ -318,7 +318,8 @@ def test_deciphering_tap_relays_tcp_and_streams_read_s_records(tmp_path: Path) -
                     assert recv_exactly(client, len(data)) == data  # relayed unchanged
         server.join(WAIT)
         want = [json.loads(line) for line in _read_json(capture, keys)]
-        while len(_comments(reader)) < len(want) and time.monotonic() < deadline:
+        while (sum("apdu" in c for c in _comments(reader)) < len(want)
+               and time.monotonic() < deadline):
             time.sleep(0.1)  # each APDU reaches Wireshark while the capture runs
         proc.send_signal(signal.SIGTERM)  # Wireshark's stop button
         err = proc.communicate(timeout=WAIT)[1]
@@ -329,7 +330,13 @@ def test_deciphering_tap_relays_tcp_and_streams_read_s_records(tmp_path: Path) -
     reader.thread.join(WAIT)
     assert proc.returncode == 0, err
     assert err == ""  # Wireshark shows an extcap's stderr as an error
-    got = _comments(reader)
+    comments = _comments(reader)
+    got = [c for c in comments if "apdu" in c]
+    # the tap's own findings are packets too (its standard error would be a failure)
+    events = [c for c in comments if "apdu" not in c]
+    assert [(e.get("event"), [f["code"] for f in e["expert"]]) for e in events] == \
+        [("finding", ["tap.server-closed"])]  # the test's meter closes first
+    assert events[0]["summary"].startswith("warning: tap.server-closed: the meter at ")
     fields = ("apdu", "direction", "plaintext", "inner")
     assert [tuple(g[f] for f in fields) for g in got] == [tuple(w[f] for f in fields)
                                                           for w in want]

@@ -1,11 +1,14 @@
-"""Wireshark itself (the tshark on this machine: Debian 12's 4.0) reads what dlms-dissector gives
-it: `dlms-dissect wireshark --install` as a user who is not root (README, "Wireshark 4.0"), the
-Lua plugin `dlmsd` on `read -w` exports (its fields equal `read --json`, record for record; its
-expert infos are the findings), and both extcap interfaces capturing from a pseudo-terminal pair
-until `-a duration`.
+"""Wireshark itself reads what dlms-dissector gives it, in two versions: Debian 12's 4.0 (the
+machine's tshark, from apt) and Debian 13's 4.4 (`.ci/wireshark-current.py` installs it in
+/opt/wireshark-4.4; DLMS_TSHARK_CURRENT may name another tshark). For each, the README's
+section of that version: `dlms-dissect wireshark --install` (4.0: with WIRESHARK_EXTCAP_DIR;
+4.4: nothing but `--tshark`, into the personal folders), the Lua plugin `dlmsd` on `read -w`
+exports (its fields equal `read --json`, record for record; its expert infos are the findings),
+and both extcap interfaces capturing from a pseudo-terminal pair until `-a duration`.
 
-Root's Wireshark 4.0 reads extcaps only from the global folder; the tests run tshark as a user
-who is not root (a user namespace: `unshare --user`), as the README's 4.0 section does.
+tshark runs as a user who is not root (a user namespace: `unshare --user`), as the README
+says to: root's Wireshark 4.0 reads extcaps only from the global folder, and root's 4.4 runs
+no personal Lua plugin (`test_4_4_as_root_...` shows it).
 """
 
 from __future__ import annotations
@@ -19,12 +22,12 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import corpus_path, require
+from conftest import corpus_path, require, unavailable
 from scapy.utils import RawPcapNgReader, RawPcapReader
 
 from dissector import cli
@@ -39,62 +42,126 @@ DURATION = 12  # -a duration of the live captures (tshark takes seconds to start
 FIELDS = ("dlmsd.apdu", "dlmsd.key_kind", "dlmsd.tag_verified", "dlmsd.key_name",
           "dlmsd.frames", "dlmsd.link", "dlmsd.direction", "dlmsd.ic", "dlmsd.sc",
           "dlmsd.system_title", "dlmsd.inner")
+#: The tshark of Wireshark 4.4 (Debian 13), as `.ci/wireshark-current.py` installs it.
+CURRENT = os.environ.get("DLMS_TSHARK_CURRENT") or "/opt/wireshark-4.4/usr/bin/tshark"
+VERSIONS = ("4.0", "4.4")
 
 
 @dataclass
 class Wireshark:
-    """tshark with a home of its own, as a user who is not root."""
+    """One tshark with a home of its own, as a user who is not root."""
 
+    version: str
+    tshark: str
     home: Path
     env: dict[str, str]
     prefix: list[str]
-    install_output: str
+    install_output: str = ""
+    install_args: list[str] = field(default_factory=list)
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([*self.prefix, "tshark", *args], capture_output=True, text=True,
-                              env=self.env, timeout=TIMEOUT, check=False)
+        done = subprocess.run([*self.prefix, self.tshark, *args], capture_output=True,
+                              text=True, env=self.env, timeout=TIMEOUT, check=False)
         if check:
             assert done.returncode == 0, done.stderr
         return done
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([*self.prefix, "tshark", *args], stdout=subprocess.PIPE,
+        return subprocess.Popen([*self.prefix, self.tshark, *args], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, env=self.env)
 
+    def install(self) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*self.prefix, sys.executable, "-m", "dissector", "wireshark",
+                               "--install", *self.install_args], capture_output=True,
+                              text=True, env=self.env, cwd=ROOT, timeout=TIMEOUT, check=False)
 
-@pytest.fixture(scope="module")
-def wireshark(tmp_path_factory: pytest.TempPathFactory) -> Wireshark:
-    require("tshark", "tshark")
-    prefix: list[str] = []
-    if os.geteuid() == 0:
-        require("unshare", "util-linux")
-        prefix = ["unshare", "--user"]
-    home = tmp_path_factory.mktemp("home")
+
+def tshark_of(version: str) -> str:
+    """The tshark of that Wireshark version; checked with `tshark -v`."""
+    if version == "4.0":
+        path = require("tshark", "tshark")
+    else:
+        path = require(CURRENT, "tshark", "run .ci/wireshark-current.py as root, or set "
+                       "DLMS_TSHARK_CURRENT to the tshark of a Wireshark 4.4")
+    first = subprocess.run([path, "-v"], capture_output=True, text=True, timeout=TIMEOUT,
+                           check=False).stdout.partition("\n")[0]
+    if not first.startswith(f"TShark (Wireshark) {version}."):
+        unavailable(f"{path} is {first or 'not a tshark'!r}, not Wireshark {version}")
+    return path
+
+
+def personal(home: Path, kind: str) -> Path:
+    """Wireshark's personal folders on Linux: `plugins` (Lua), `extcap` (4.2 and later)."""
+    return home / ".local" / "lib" / "wireshark" / kind
+
+
+def protocol(listing: str, name: str = "dlmsd") -> list[str] | None:
+    """The line of `tshark -G protocols` for `name`: full name, short name, filter name (4.4
+    adds three flags after them)."""
+    for line in listing.splitlines():
+        columns = line.split("\t")
+        if columns[2:3] == [name]:
+            return columns[:3]
+    return None
+
+
+def clean_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("XDG_", "WIRESHARK_", "DLMS_"))}
-    env.update(HOME=str(home), WIRESHARK_EXTCAP_DIR=str(home / "extcap"))
-    # the README's 4.0 section: the install as the user who runs Wireshark
-    done = subprocess.run([*prefix, sys.executable, "-m", "dissector", "wireshark", "--install"],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=TIMEOUT,
-                          check=False)
+    env["HOME"] = str(home)
+    return env
+
+
+@pytest.fixture(scope="module", params=VERSIONS, ids=[f"wireshark{v}" for v in VERSIONS])
+def wireshark(request: pytest.FixtureRequest,
+              tmp_path_factory: pytest.TempPathFactory) -> Wireshark:
+    """The README's section of the version: the install as the user who runs Wireshark."""
+    version: str = request.param
+    tshark = tshark_of(version)
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        prefix = [require("unshare", "util-linux"), "--user"]
+    home = tmp_path_factory.mktemp(f"home{version}")
+    env = clean_env(home)
+    ws = Wireshark(version, tshark, home, env, prefix)
+    if version == "4.0":  # the variable, set where Wireshark starts; tshark from PATH
+        env["WIRESHARK_EXTCAP_DIR"] = str(personal(home, "extcap"))
+    else:  # no variable: the personal extcap folder; this tshark is not the one on PATH
+        ws.install_args = ["--tshark", tshark]
+    done = ws.install()
     assert done.returncode == 0, done.stdout + done.stderr
-    return Wireshark(home, env, prefix, done.stdout)
+    ws.install_output = done.stdout
+    return ws
 
 
-def test_install_puts_plugin_and_launcher_where_wireshark_4_0_reads_them(
+def test_install_puts_plugin_and_launcher_where_wireshark_reads_them(
         wireshark: Wireshark) -> None:
     folders = dict(line.split(":", 1) for line in
                    wireshark.run("-G", "folders").stdout.splitlines() if ":" in line)
-    lua_dir = Path(folders["Personal Lua Plugins"].strip())
-    extcap_dir = Path((folders.get("Personal Extcap path") or folders["Extcap path"]).strip())
+    folders = {label: path.strip() for label, path in folders.items()}
+    lua_dir = Path(folders["Personal Lua Plugins"])
+    if wireshark.version == "4.0":  # one extcap folder: the variable's
+        assert "Personal Extcap path" not in folders
+        extcap_dir = Path(folders["Extcap path"])
+    else:  # the personal folder, besides the global one; all global ones in 4.4's own tree
+        extcap_dir = Path(folders["Personal Extcap path"])
+        usr = Path(wireshark.tshark).resolve().parents[1]  # DIR/usr of .ci/wireshark-current.py
+        for label in ("Program", "Global configuration", "Global Plugins",
+                      "Global Lua Plugins", "Global Extcap path"):
+            assert Path(folders[label]).is_relative_to(usr), label
+        assert (usr / "bin" / "dumpcap").is_file()  # what tshark -i runs
+    assert lua_dir == personal(wireshark.home, "plugins")
+    assert extcap_dir == personal(wireshark.home, "extcap")
     assert (lua_dir / "dlmsd.lua").read_bytes() == LUA.read_bytes()
     assert os.access(extcap_dir / "dlms-extcap", os.X_OK)
     out = wireshark.install_output
+    assert f"Wireshark found: TShark (Wireshark) {wireshark.version}." in out
+    assert f"({wireshark.tshark})" in out
     assert f"installed the Lua plugin (protocol dlmsd): {lua_dir / 'dlmsd.lua'}" in out
     assert f"{extcap_dir / 'dlms-extcap'}" in out
     assert "dlmsd listed" in out and "NOT listed" not in out
-    protocols = wireshark.run("-G", "protocols").stdout.splitlines()
-    assert "DLMS/COSEM (dlms-dissector)\tDLMSD\tdlmsd" in protocols
+    assert protocol(wireshark.run("-G", "protocols").stdout) == [
+        "DLMS/COSEM (dlms-dissector)", "DLMSD", "dlmsd"]
 
 
 def test_tshark_lists_both_interfaces(wireshark: Wireshark) -> None:
@@ -103,6 +170,31 @@ def test_tshark_lists_both_interfaces(wireshark: Wireshark) -> None:
     assert "invalid" not in done.stderr and "dlms" not in done.stderr  # every ARG understood
     assert re.search(r"^\d+\. dlms-serial \(DLMS serial tap\)$", listed, re.M)
     assert re.search(r"^\d+\. dlms-decipher \(DLMS deciphering tap\)$", listed, re.M)
+
+
+def test_4_4_as_root_lists_the_interfaces_but_runs_no_personal_lua_plugin(
+        tmp_path: Path) -> None:
+    """What the README says of root and 4.4: the personal extcap folder is read, the personal
+    Lua plugins (and `-X lua_script:`) are not, and the install says so."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (CI runs as root)")
+    tshark = tshark_of("4.4")
+    root = Wireshark("4.4", tshark, tmp_path, clean_env(tmp_path), [],
+                     install_args=["--tshark", tshark])
+    done = root.install()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert os.access(personal(tmp_path, "extcap") / "dlms-extcap", os.X_OK)
+    assert (personal(tmp_path, "plugins") / "dlmsd.lua").is_file()
+    assert "tshark -D: DLMS serial tap listed" in done.stdout
+    assert "tshark -D: DLMS deciphering tap listed" in done.stdout
+    assert "tshark -G protocols: dlmsd NOT listed" in done.stdout
+    assert "no personal Lua plugin as root" in done.stdout
+    listed = root.run("-D").stdout
+    assert "dlms-serial (DLMS serial tap)" in listed
+    assert "dlms-decipher (DLMS deciphering tap)" in listed
+    assert protocol(root.run("-G", "protocols").stdout) is None
+    done = root.run("-X", f"lua_script:{LUA}", "-r", str(SEED), "-Y", "dlmsd", check=False)
+    assert done.returncode != 0 and '"dlmsd" is not a valid protocol' in done.stderr
 
 
 # -- the export --------------------------------------------------------------------------------
@@ -154,8 +246,9 @@ def test_plugin_fields_equal_read_json(wireshark: Wireshark, tmp_path: Path, nam
     records = read_with_export(capture, keys, export)
     extra = ["-X", f"lua_script:{LUA}"] if plugin == "lua_script" else []
     if plugin == "lua_script":  # a home without the installed plugin
-        bare = Wireshark(tmp_path, {**wireshark.env, "HOME": str(tmp_path)}, wireshark.prefix, "")
-        assert "\tdlmsd\n" not in bare.run("-G", "protocols").stdout  # not installed there
+        bare = Wireshark(wireshark.version, wireshark.tshark, tmp_path,
+                         {**wireshark.env, "HOME": str(tmp_path)}, wireshark.prefix)
+        assert protocol(bare.run("-G", "protocols").stdout) is None  # not installed there
         rows = tshark_rows(bare, export, *extra)
     else:
         rows = tshark_rows(wireshark, export)
@@ -312,9 +405,11 @@ def seed_frames() -> list[bytes]:
 
 
 def live_capture(wireshark: Wireshark, pair: PtyPair, out: Path, interface: str,
-                 *options: str) -> tuple[subprocess.Popen[str], float, str]:
+                 *options: str, then: Callable[[], object] | None = None
+                 ) -> tuple[subprocess.Popen[str], float, str]:
     """tshark -i INTERFACE until -a duration; the seed case's frames written once the extcap
-    has the port open. (tshark, seconds from the port opened to tshark's end, stderr)."""
+    has the port open, then `then()`. (tshark, seconds from the port opened to tshark's end,
+    stderr)."""
     pref = interface.replace("-", "_")
     args = ["-i", interface, "-o", f"extcap.{pref}.port:{pair.a}", "-a", f"duration:{DURATION}",
             "-w", str(out)]
@@ -332,6 +427,8 @@ def live_capture(wireshark: Wireshark, pair: PtyPair, out: Path, interface: str,
             for frame in seed_frames():
                 line.write(frame)
                 time.sleep(0.1)
+        if then is not None:
+            then()
         _stdout, stderr = proc.communicate(timeout=DURATION + 30)  # no kill: -a duration stops
         return proc, time.monotonic() - opened, stderr
     finally:

@@ -225,6 +225,8 @@ def emit(out: TextIO, args: argparse.Namespace, items: Iterable[Numbered | End],
             else:
                 if not quiet:
                     writer.end(item.findings)
+                if pcap is not None:
+                    pcap.end(item.findings)
                 stats = item.summaries
         if not quiet:
             writer.close()

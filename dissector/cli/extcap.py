@@ -26,6 +26,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -307,29 +308,36 @@ def _tap_source(args: argparse.Namespace, stop: threading.Event, dissection: Any
 
 class ExportWriter:
     """Takes a live dissection's records (as its `Writer` would) and streams each APDU's
-    export packet into the fifo; a closed fifo (Wireshark stopped reading) stops the capture."""
+    export packet into the fifo, and the findings that are not records as packets of their
+    own (Wireshark shows an extcap's standard error as a failure); a closed fifo (Wireshark
+    stopped reading) stops the capture."""
 
     def __init__(self, out: PcapOut, stop: threading.Event) -> None:
         self.out = out
         self.stop = stop
 
-    def write(self, item: Rendered, number: int) -> None:
+    def _send(self, write: Callable[[], None]) -> None:
         if self.stop.is_set() and self.out.stream.closed:
             return
         try:
-            self.out.write_item(item.pcap)
+            write()
         except (OSError, ValueError):  # the fifo closed
             self.stop.set()
+
+    def write(self, item: Rendered, number: int) -> None:
+        self._send(lambda: self.out.write_item(item.pcap))
 
     def close(self) -> None:
         with contextlib.suppress(OSError, ValueError):
             self.out.close()
 
     def finding(self, f: Finding) -> None:
-        """Findings about the live machinery (a lost port): the capture goes on."""
+        """A finding about the live machinery (a lost port): a packet; the capture goes on."""
+        self._send(lambda: self.out.finding(f))
 
     def end(self, findings: list[Finding]) -> None:
-        """What never completed: nothing to export."""
+        """What never completed, as the export's last packet."""
+        self._send(lambda: self.out.end(findings))
 
 
 def _tap_capture(args: argparse.Namespace, stop: threading.Event

@@ -6,12 +6,14 @@ HOME and, for a user who is not root, WIRESHARK_EXTCAP_DIR count as they will fo
 
 - the plugin goes to "Personal Lua Plugins" (`~/.local/lib/wireshark/plugins` on Linux);
 - the launcher goes to "Personal Extcap path" (Wireshark 4.2 and later:
-  `~/.local/lib/wireshark/extcap`), else to "Extcap path": on 4.0 the only one, the global
-  folder (`/usr/lib/x86_64-linux-gnu/wireshark/extcap` on Debian; root may write there), or
-  WIRESHARK_EXTCAP_DIR when a user who is not root sets it (root's Wireshark ignores it).
+  `~/.local/lib/wireshark/extcap`), else to the one extcap folder of 4.0, "Extcap path": the
+  global folder (`/usr/lib/x86_64-linux-gnu/wireshark/extcap` on Debian; root may write there),
+  or WIRESHARK_EXTCAP_DIR when a user who is not root sets it (root's Wireshark ignores it).
+  (4.4 names its global folder "Global Extcap path"; the variable replaces that one.)
 
 `--dir` and `--extcap-dir` choose the folders instead; afterwards the command asks tshark
-whether it now lists the protocol and the interfaces, and says so.
+whether it now lists the protocol and the interfaces, and says so (and, as root, that
+Wireshark 4.4 runs no personal Lua plugin for root).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ PLUGIN = "dlmsd.lua"
 PLUGIN_SOURCE = Path(__file__).resolve().parent.parent / "wireshark" / PLUGIN
 PERSONAL_LUA = "Personal Lua Plugins"
 PERSONAL_EXTCAP = "Personal Extcap path"
-GLOBAL_EXTCAP = "Extcap path"
+GLOBAL_EXTCAP = ("Extcap path", "Global Extcap path")  # 4.0, 4.4
 TIMEOUT = 60
 
 
@@ -86,6 +88,10 @@ def _check(tshark: str, out: TextIO) -> None:
                                timeout=TIMEOUT, check=False, env=env).stdout
     listed = any(line.split("\t")[2:3] == ["dlmsd"] for line in protocols.splitlines())
     out.write(f"  tshark -G protocols: dlmsd {'listed' if listed else 'NOT listed'}\n")
+    if not listed and os.geteuid() == 0:
+        out.write("    this Wireshark runs no personal Lua plugin as root (4.4 does not, Debian's "
+                  "4.0 does): run Wireshark as a user who is not root, and this command as "
+                  "that user\n")
     interfaces = subprocess.run([tshark, "-D"], capture_output=True, text=True,
                                 timeout=TIMEOUT, check=False, env=env).stdout
     for value, display in extcap.INTERFACES.items():
@@ -106,7 +112,8 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
                    or Path.home() / ".local" / "lib" / "wireshark" / "plugins")
     plugin = _copy(PLUGIN_SOURCE, lua_dir, PLUGIN)
     out.write(f"installed the Lua plugin (protocol dlmsd): {plugin}\n")
-    extcap_dir = args.extcap_dir or found.get(PERSONAL_EXTCAP) or found.get(GLOBAL_EXTCAP)
+    extcap_dir = args.extcap_dir or found.get(PERSONAL_EXTCAP) or next(
+        (found[label] for label in GLOBAL_EXTCAP if label in found), None)
     status = 0
     try:
         launcher = extcap.install(extcap_dir or None)

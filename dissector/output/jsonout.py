@@ -7,6 +7,7 @@ from typing import Any
 
 from dissector.analysis.record import ApduRecord
 from dissector.output.fields import packet_fields
+from layers.expert import Finding
 
 
 def record_json(rec: ApduRecord) -> dict[str, Any]:
@@ -28,6 +29,17 @@ def record_json(rec: ApduRecord) -> dict[str, Any]:
         "fields": fast.json_fields() if fast is not None else packet_fields(rec.packet),
         "expert": [f.as_dict() for f in rec.all_findings()],
     }
+
+
+def finding_event(f: Finding) -> dict[str, Any]:
+    """A finding on its own (about the input or a live source), as a JSON line says it."""
+    return {"event": "finding", "frames": [f.frame] if f.frame else [], "time": f.time,
+            "link": f.link or None, "direction": f.direction, "expert": [f.as_dict()]}
+
+
+def end_event(findings: list[Finding]) -> dict[str, Any]:
+    """The end-of-input findings (what never completed), as the last JSON line says them."""
+    return {"end": True, "expert": [f.as_dict() for f in findings]}
 
 
 def _json_default(obj: Any) -> Any:

@@ -2,10 +2,13 @@
 
 Each packet is Ethernet / IPv4 / UDP 4059 / IEC 62056-47 wrapper / the APDU, deciphered when
 possible (an AARQ, AARE, RLRQ or RLRE whole, its user-information deciphered in place), so that
-a Wireshark with a DLMS dissector of its own (UDP/TCP 4059) decodes the plaintext. Two packet
+a Wireshark with a DLMS dissector of its own (UDP/TCP 4059) decodes the plaintext. Packet
 comments carry what dlms-dissector found: a line for people, then `dlmsd:` and the record as
-`read --json` prints it (after the redaction step) plus `summary`, the summary line without
-time, direction and link; the Lua plugin (`dissector/wireshark/dlmsd.lua`) shows that one.
+`read --json` prints it (after the redaction step) with `summary` first, the summary line
+without direction, link and frames (Wireshark's Info column); a text longer than a pcapng
+option holds goes on in `dlmsd+:` comments. The Lua plugin (`dissector/wireshark/dlmsd.lua`)
+shows that record. The lines of `read --json` that are not records (a finding on its own, the
+end-of-input findings) are packets of their own (`event_item`), so nothing is lost.
 
 The pcapng is written by hand (a few fixed headers per packet): building the packets with Scapy
 cost as much as the dissection itself.
@@ -13,15 +16,17 @@ cost as much as the dissection itself.
 
 from __future__ import annotations
 
-import json
 import struct
+from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any, BinaryIO
 
 from dissector.analysis.record import ApduRecord
-from dissector.output.jsonout import record_json
-from dissector.output.text import summary_line
+from dissector.output.jsonout import encode, end_event, finding_event, record_json
+from dissector.output.text import VERDICTS, summary_info
 from layers.apdu.acse import ACSEAPDU
 from layers.apdu.acse_components import UserInformation
+from layers.expert import Finding
 from layers.fields import field_value
 from layers.wrapper import DLMS_PORT
 
@@ -31,23 +36,18 @@ CLIENT_MAC, SERVER_MAC = bytes.fromhex("020000000001"), bytes.fromhex("020000000
 CLIENT_PORT = 40000
 #: Wrapper ports: the public client (16) and the management logical device (1).
 CLIENT_WPORT, SERVER_WPORT = 16, 1
-#: Marks the comment that holds the record's JSON (the Lua plugin looks for it).
-JSON_MARK = "dlmsd:"
+#: Marks the comment that holds the record's JSON (the Lua plugin looks for it), and the
+#: comments that continue it.
+JSON_MARK, MORE_MARK = "dlmsd:", "dlmsd+:"
+#: JSON characters per comment (a pcapng option holds at most 65,535 bytes; the text is ASCII).
+CHUNK = 65_000
+#: IEEE 802 local experimental Ethernet type: the packets of findings that are not records.
+ETHERTYPE_EVENT = 0x88B5
 LINKTYPE_ETHERNET = 1
 APPLICATION = b"dlms-dissector"
 
 #: (packet bytes from the Ethernet header on; time; comments).
 PcapItem = tuple[bytes, float, tuple[str, ...]]
-
-
-def _bytes_as_hex(obj: Any) -> Any:
-    if isinstance(obj, (bytes, bytearray)):
-        return bytes(obj).hex().upper()
-    return str(obj)
-
-
-#: `read --json`'s values, without the spaces (the comment is a tenth smaller, and quicker).
-COMPACT = json.JSONEncoder(default=_bytes_as_hex, check_circular=False, separators=(",", ":"))
 
 
 def _ber_length(n: int) -> bytes:
@@ -93,69 +93,122 @@ def apdu_bytes(rec: ApduRecord) -> bytes:
     return plain
 
 
-def info_text(rec: ApduRecord, line: str | None = None) -> str:
-    """The summary line (`line`, when already made) without time, direction, link and frames
-    (Wireshark's Info column)."""
-    frames = ",".join(str(f) for f in rec.frames) or "-"
-    head = f"{rec.time:17.6f} {rec.direction:15s} {rec.link}  [{frames}]  "
-    line = line if line is not None else summary_line(rec)
-    return line[len(head):] if line.startswith(head) else line
-
-
 def _comment(rec: ApduRecord, plain: bool) -> str:
     words = [f"frames {','.join(map(str, rec.frames))}", f"link {rec.link}", rec.apdu]
     sec = rec.security()
     if sec is not None:
-        verdict = {True: "tag OK", False: "tag FAILED", None: "tag not checked"}
-        words.append(f"key={sec['key_kind']} {verdict[sec['tag_verified']]}")
+        words.append(f"key={sec['key_kind']} {VERDICTS[sec['tag_verified']]}")
         words.append("deciphered" if plain else "still ciphered")
     if any(f.code == "output.key-withheld" for f in rec.findings):
         words.append("dedicated key withheld (zeroed)")
     return "; ".join(words)
 
 
-def _checksum(data: bytes) -> int:
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total > 0xFFFF:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
+def _ip_sum(words: bytes) -> int:
+    return sum(struct.unpack(f"!{len(words) // 2}H", words))
 
 
-def frame_bytes(apdu: bytes, direction: str) -> bytes:
-    """Ethernet / IPv4 / UDP / wrapper / APDU, from the client or from the server."""
-    to_server = direction != "server->client"
+@dataclass(frozen=True, slots=True)
+class _Headers:
+    """The headers of one direction that do not depend on the APDU's length."""
+
+    ethernet: bytes
+    addresses: bytes  # IPv4 source and destination
+    ports: bytes  # UDP source and destination
+    wrapper: bytes  # wrapper version, source and destination wPort
+    partial: int  # the IPv4 header's 16-bit words but its total length and checksum, summed
+
+
+def _headers(to_server: bool) -> _Headers:
     src, dst = (CLIENT_IP, SERVER_IP) if to_server else (SERVER_IP, CLIENT_IP)
     hw_src, hw_dst = (CLIENT_MAC, SERVER_MAC) if to_server else (SERVER_MAC, CLIENT_MAC)
     sport, dport = (CLIENT_PORT, DLMS_PORT) if to_server else (DLMS_PORT, CLIENT_PORT)
     wsrc, wdst = (CLIENT_WPORT, SERVER_WPORT) if to_server else (SERVER_WPORT, CLIENT_WPORT)
-    payload = struct.pack("!HHHH", 1, wsrc, wdst, min(len(apdu), 0xFFFF)) + apdu
-    udp_len = min(8 + len(payload), 0xFFFF)
-    udp = struct.pack("!HHHH", sport, dport, udp_len, 0)  # checksum 0: none (IPv4 allows it)
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, min(20 + udp_len, 0xFFFF), 1, 0, 64, 17, 0,
-                     src, dst)
-    ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
-    return hw_dst + hw_src + b"\x08\x00" + ip + udp + payload
+    return _Headers(hw_dst + hw_src + struct.pack("!H", ETHERTYPE_IPV4), src + dst,
+                    struct.pack("!HH", sport, dport), struct.pack("!HHH", 1, wsrc, wdst),
+                    _ip_sum(IPV4_FIXED + src + dst))
 
 
-def pcap_item(rec: ApduRecord, summary: str | None = None,
-              as_json: dict[str, Any] | None = None) -> PcapItem | None:
-    """The export packet of a (redacted) record: its bytes, time and comments. `summary` (the
-    summary line) and `as_json` (the record's JSON object) are reused when the caller has
-    them already."""
+#: IPv4 version and header length, TOS; identification 1, no fragment, TTL 64, UDP.
+IPV4_FIXED = bytes([0x45, 0, 0, 1, 0, 0, 64, 17])
+ETHERTYPE_IPV4 = 0x0800
+HEADERS = {True: _headers(True), False: _headers(False)}
+#: Ethernet, IPv4 (total length, checksum), UDP (length, checksum 0: none, as IPv4 allows),
+#: the wrapper (its length) in one pack.
+FRAME = struct.Struct("!14s2sH6sH8s4sHH6sH")
+
+
+def frame_bytes(apdu: bytes, direction: str) -> bytes:
+    """Ethernet / IPv4 / UDP / wrapper / APDU, from the client or from the server."""
+    h = HEADERS[direction != "server->client"]
+    udp_len = min(16 + len(apdu), 0xFFFF)
+    total = min(20 + udp_len, 0xFFFF)
+    check = h.partial + total
+    while check > 0xFFFF:
+        check = (check & 0xFFFF) + (check >> 16)
+    return FRAME.pack(h.ethernet, IPV4_FIXED[:2], total, IPV4_FIXED[2:], ~check & 0xFFFF,
+                      h.addresses, h.ports, udp_len, 0, h.wrapper,
+                      min(len(apdu), 0xFFFF)) + apdu
+
+
+def json_comments(body: str) -> tuple[str, ...]:
+    """The `dlmsd:` comment of a JSON text, and its `dlmsd+:` continuations when it is longer
+    than a pcapng option holds (the plugin joins them)."""
+    if len(body) <= CHUNK:
+        return (JSON_MARK + body,)
+    return (JSON_MARK + body[:CHUNK], *(MORE_MARK + body[at:at + CHUNK]
+                                         for at in range(CHUNK, len(body), CHUNK)))
+
+
+def pcap_item(rec: ApduRecord, info: str | None = None, as_json: dict[str, Any] | None = None,
+              body: str | None = None) -> PcapItem | None:
+    """The export packet of a (redacted) record: its bytes, time and comments. What the caller
+    has made already is reused: `info` (`text.summary_info`), `as_json` (the record's JSON
+    object) and `body` (that object without "number", encoded as `read --json` writes it after
+    the number)."""
     if rec.apdu.startswith("hdlc-"):
         return None
     data = apdu_bytes(rec)
     if not data:
         return None
-    as_json = dict(as_json) if as_json is not None else record_json(rec)
-    as_json.pop("number", None)
-    as_json["summary"] = info_text(rec, summary)
-    comments = (_comment(rec, rec.plaintext() is not None), JSON_MARK + COMPACT.encode(as_json))
+    if body is None:
+        obj = dict(as_json) if as_json is not None else record_json(rec)
+        obj.pop("number", None)
+        body = encode(obj)[1:]
+    if info is None:
+        info = summary_info(rec)
+    text = f'{{"summary": {encode_basestring_ascii(info)}, {body}'
+    comments = (_comment(rec, rec.plaintext() is not None), *json_comments(text))
     return frame_bytes(data, rec.direction), rec.time, comments
 
 
+def event_item(event: dict[str, Any], summary: str, time: float) -> PcapItem:
+    """The export packet of a line of `read --json` that is not a record (a finding on its own,
+    the end-of-input findings): an Ethernet frame of the local experimental type with the
+    summary as its payload, the line (with its summary) in the `dlmsd:` comment."""
+    text = encode({"summary": summary, **event})
+    data = SERVER_MAC + CLIENT_MAC + struct.pack("!H", ETHERTYPE_EVENT) + summary.encode()
+    return data, time, (summary, *json_comments(text))
+
+
+OPTION = struct.Struct("<HH")
+EPB_HEAD = struct.Struct("<IIIIIII")  # block type and length, then the packet block's fields
+OPT_COMMENT, OPT_END = 1, 0
+MAX_OPTION = 0xFFFF
+
+
 def _option(code: int, value: bytes) -> bytes:
-    return struct.pack("<HH", code, len(value)) + value + b"\0" * (-len(value) % 4)
+    value = value[:MAX_OPTION]
+    return OPTION.pack(code, len(value)) + value + b"\0" * (-len(value) % 4)
+
+
+def _comment_option(text: str) -> bytes:
+    """An opt_comment; a text longer than an option holds is cut at a character's end (the
+    JSON texts are split into `dlmsd+:` comments before: they are never cut)."""
+    value = text.encode()
+    if len(value) > MAX_OPTION:
+        value = value[:MAX_OPTION].decode(errors="ignore").encode()
+    return _option(OPT_COMMENT, value)
 
 
 def _block(kind: int, body: bytes) -> bytes:
@@ -174,10 +227,11 @@ def packet_block(item: PcapItem) -> bytes:
     """An enhanced packet block (microsecond time stamps, the comments as opt_comment)."""
     data, time, comments = item
     stamp = round(time * 1_000_000)
-    body = struct.pack("<IIIII", 0, stamp >> 32, stamp & 0xFFFFFFFF, len(data), len(data))
-    body += data + b"\0" * (-len(data) % 4)
-    body += b"".join(_option(1, c.encode()) for c in comments) + _option(0, b"")
-    return _block(6, body)
+    body = b"".join([data, b"\0" * (-len(data) % 4), *map(_comment_option, comments),
+                     _option(OPT_END, b"")])
+    size = 32 + len(body)
+    return b"".join([EPB_HEAD.pack(6, size, 0, stamp >> 32, stamp & 0xFFFFFFFF, len(data),
+                                   len(data)), body, size.to_bytes(4, "little")])
 
 
 class PcapOut:
@@ -186,6 +240,7 @@ class PcapOut:
     def __init__(self, path: str | BinaryIO, flush_each: bool = False) -> None:
         self.stream: BinaryIO = open(path, "wb") if isinstance(path, str) else path
         self.flush_each = flush_each
+        self.time = 0.0  # of the last packet written
         self.stream.write(header_blocks())
         if flush_each:
             self.stream.flush()
@@ -198,8 +253,22 @@ class PcapOut:
         if item is None:
             return
         self.stream.write(packet_block(item))
+        self.time = item[1]
         if self.flush_each:
             self.stream.flush()
+
+    def finding(self, f: Finding) -> None:
+        """A finding on its own (about the input or a live source) as a packet."""
+        self.write_item(event_item(finding_event(f), f"{f.severity}: {f.code}: {f.message}",
+                                   f.time or self.time))
+
+    def end(self, findings: list[Finding]) -> None:
+        """The end-of-input findings (what never completed) as one last packet."""
+        if findings:
+            count = f"{len(findings)} finding{'s' if len(findings) != 1 else ''}"
+            self.write_item(event_item(end_event(findings), f"end of input: {count} ("
+                                       + ", ".join(sorted({f.code for f in findings})) + ")",
+                                       max(self.time, *(f.time for f in findings))))
 
     def close(self) -> None:
         self.stream.close()

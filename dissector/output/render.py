@@ -17,10 +17,16 @@ from dissector.analysis.record import ApduRecord
 from dissector.output.columns import Columns
 from dissector.output.filter import compile_filter
 from dissector.output.flow import flow_item
-from dissector.output.jsonout import encode, record_json
+from dissector.output.jsonout import encode, end_event, finding_event, record_json
 from dissector.output.pcap import PcapItem, pcap_item
 from dissector.output.redact import withhold_keys
-from dissector.output.text import dump_lines, finding_lines, summary_line, tree_lines
+from dissector.output.text import (
+    dump_lines,
+    finding_lines,
+    summary_info,
+    summary_line,
+    tree_lines,
+)
 from layers.expert import Finding
 
 MODES = ("summary", "tree", "json", "json-array", "fields")
@@ -127,20 +133,21 @@ class Renderer:
         if self.columns is not None:
             pcap = pcap_item(rec, None, as_json) if self.export else None
             return Rendered("", mode, pcap, self.columns.cells(as_json), self.columns, flow)
-        summary = None
+        info = encoded = None
         if mode in ("json", "json-array"):
             assert as_json is not None
             del as_json["number"]
-            body = encode(as_json)[1:] + ("\n" if mode == "json" else "")
+            encoded = encode(as_json)[1:]
+            body = encoded + "\n" if mode == "json" else encoded
         elif mode == "tree":
             body = "\n".join(tree_lines(rec, self.colour)) + "\n\n"
         else:
-            summary = summary_line(rec)
-            body = "\n".join([summary, *finding_lines(rec, self.colour)]) + "\n"
+            info = summary_info(rec)
+            body = "\n".join([summary_line(rec, info), *finding_lines(rec, self.colour)]) + "\n"
         if self.dump and mode in ("summary", "tree"):
             body += "\n".join(dump_lines(rec)) + "\n"
-        # the export reuses what was computed here (the summary line, the JSON object)
-        pcap = pcap_item(rec, summary, as_json) if self.export else None
+        # the export reuses what was made here (the Info text, the JSON object and its text)
+        pcap = pcap_item(rec, info, as_json, encoded) if self.export else None
         return Rendered(body, mode, pcap, flow=flow, time=rec.time)
 
 
@@ -187,10 +194,7 @@ class Writer:
     def finding(self, f: Finding) -> None:
         """A finding about the input or a live source, on its own line (JSON: an event)."""
         if self.mode == "json":
-            self.write_text(encode({
-                "event": "finding", "frames": [f.frame] if f.frame else [], "time": f.time,
-                "link": f.link or None, "direction": f.direction,
-                "expert": [f.as_dict()]}) + "\n")
+            self.write_text(encode(finding_event(f)) + "\n")
         else:
             self.write_text(f"{'-':>4} {f.time:17.6f} {f.direction:15s} {f.link or '-'}  "
                             f"{f.severity}: {f.code}: {f.message}\n")
@@ -200,13 +204,12 @@ class Writer:
         if not findings or self.mode == "fields":
             return
         if self.mode == "json-array":
-            obj = encode({"end": True, "expert": [f.as_dict() for f in findings]})
+            obj = encode(end_event(findings))
             self.write_text(("[\n  " if not self.written else ",\n  ") + obj)
             self.written += 1
             return
         if self.mode == "json":
-            self.out.write(encode({"end": True, "expert": [f.as_dict() for f in findings]})
-                           + "\n")
+            self.out.write(encode(end_event(findings)) + "\n")
         else:
             self.out.write("end of input:\n" + "\n".join(
                 f"       {f.severity}: {f.code}: {f.message}" for f in findings) + "\n")

@@ -8,6 +8,8 @@ from dissector.output.tree import packet_lines
 from layers.security import describe_sc, explain_sc
 
 FAMILY_WORDS = {"glo": "glo", "ded": "ded", "general": "general", "signing": "signed"}
+#: The tag verdict in words (`security.tag_verified`).
+VERDICTS = {True: "tag OK", False: "tag FAILED", None: "tag not checked"}
 
 
 def security_annotation(rec: ApduRecord) -> str:
@@ -24,22 +26,30 @@ def security_annotation(rec: ApduRecord) -> str:
     kind = sec["key_kind"] or "unknown"
     name = sec["key_name"]
     parts.append(f"key={kind}" + (f" ({name})" if name else ""))
-    verdict = {True: "tag OK", False: "tag FAILED", None: "tag not checked"}[sec["tag_verified"]]
+    verdict = VERDICTS[sec["tag_verified"]]
     if sec["control"] is not None and not sec["control"] & 0x10:
         verdict = "no tag"
     parts.append(verdict)
     return "[" + ", ".join(parts) + "]"
 
 
-def summary_line(rec: ApduRecord) -> str:
-    """The summary line after its record number and time (the writer puts those in front)."""
-    frames = ",".join(str(f) for f in rec.frames) or "-"
+def summary_info(rec: ApduRecord) -> str:
+    """The summary line after direction, link and frames: the APDU, what it says and its
+    security (Wireshark's Info column)."""
     info = rec.info()
     if rec.response_time is not None:
         info += f" (answers frame {rec.request_frame}, {rec.response_time:.3f}s)"
     sec = security_annotation(rec)
-    head = f"{rec.direction:15s} {rec.link}  [{frames}]  {rec.apdu}  {info}"
-    return head + (f"  {sec}" if sec else "")
+    return f"{rec.apdu}  {info}  {sec}" if sec else f"{rec.apdu}  {info}"
+
+
+def summary_line(rec: ApduRecord, info: str | None = None) -> str:
+    """The summary line after its record number and time (the writer puts those in front);
+    `info` is `summary_info(rec)` when the caller has it."""
+    frames = ",".join(str(f) for f in rec.frames) or "-"
+    if info is None:
+        info = summary_info(rec)
+    return f"{rec.direction:15s} {rec.link}  [{frames}]  {info}"
 
 
 #: ANSI colours of the severities, as Wireshark colours its expert infos (error red, warning

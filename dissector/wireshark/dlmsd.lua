@@ -2,7 +2,9 @@
 --
 -- Shows what dlms-dissector found in the packets of its export (`dlms-dissect read -w`, and the
 -- "DLMS deciphering tap" extcap): each packet carries a packet comment "dlmsd:{...}", the
--- record as `read --json` prints it (key bytes already withheld) plus its summary line. This
+-- record as `read --json` prints it (key bytes already withheld) plus its summary line (a long
+-- record goes on in "dlmsd+:" comments); the JSON lines that are not records (a finding on its
+-- own, the end-of-input findings) are packets of their own, with `dlmsd.event`. This
 -- postdissector puts the summary in the Info column and adds a tree: the security header (the
 -- security control byte bit by bit, the invocation counter, the system title), the key used
 -- and the tag verdict, the decoded APDU (the deciphered APDU under its envelope) and the
@@ -15,6 +17,7 @@ local dlmsd = Proto("dlmsd", "DLMS/COSEM (dlms-dissector)")
 
 local F = {
     summary = ProtoField.string("dlmsd.summary", "Summary"),
+    event = ProtoField.string("dlmsd.event", "Not a record: finding (on its own) or end"),
     apdu = ProtoField.string("dlmsd.apdu", "APDU"),
     inner = ProtoField.string("dlmsd.inner", "Inner (deciphered) APDU"),
     frames = ProtoField.string("dlmsd.frames", "Capture frames"),
@@ -316,19 +319,27 @@ local function field_extractor(name)
 end
 
 local comment_field = field_extractor("frame.comment") or field_extractor("pkt_comment")
-local MARK = "dlmsd:"
+local MARK, MORE = "dlmsd:", "dlmsd+:"
 
+-- The record: the "dlmsd:" comment's JSON, with the "dlmsd+:" comments that continue it (a
+-- record longer than one pcapng option holds), in order.
 local function record_of()
     if not comment_field then return nil end
+    local parts
     for _, fi in ipairs({ comment_field() }) do
         local text = fi.value
-        if type(text) == "string" and text:sub(1, #MARK) == MARK then
-            local ok, rec = pcall(json_decode, text:sub(#MARK + 1))
-            if ok then return rec end
-            return nil, rec
+        if type(text) == "string" then
+            if not parts and text:sub(1, #MARK) == MARK then
+                parts = { text:sub(#MARK + 1) }
+            elseif parts and text:sub(1, #MORE) == MORE then
+                parts[#parts + 1] = text:sub(#MORE + 1)
+            end
         end
     end
-    return nil
+    if not parts then return nil end
+    local ok, rec = pcall(json_decode, table.concat(parts))
+    if ok then return rec end
+    return nil, rec
 end
 
 function dlmsd.dissector(_tvb, pinfo, tree)
@@ -337,14 +348,24 @@ function dlmsd.dissector(_tvb, pinfo, tree)
         if err then tree:add(dlmsd, "DLMS/COSEM (dlms-dissector): " .. err) end
         return
     end
-    pinfo.cols.protocol:set("DLMSD")
     local summary = present(rec.summary) and rec.summary or scalar_text(rec.apdu)
+    -- a lower layer may have fenced the columns (4.4's Ethernet for an unknown type does)
+    for _, col in ipairs({ pinfo.cols.protocol, pinfo.cols.info }) do
+        pcall(col.clear_fence, col)
+    end
+    pinfo.cols.protocol:set("DLMSD")
     pinfo.cols.info:set(summary)
     local root = tree:add(dlmsd, "DLMS/COSEM (dlms-dissector): " .. summary)
     root:add(F.summary, summary)
-    root:add(F.apdu, scalar_text(rec.apdu))
+    -- a line of `read --json` that is not a record: a finding on its own, or the end
+    if rec["end"] == true then
+        root:add(F.event, "end")
+    elseif present(rec.event) then
+        root:add(F.event, scalar_text(rec.event))
+    end
+    if present(rec.apdu) then root:add(F.apdu, scalar_text(rec.apdu)) end
     if present(rec.inner) then root:add(F.inner, rec.inner) end
-    if type(rec.frames) == "table" then
+    if type(rec.frames) == "table" and #rec.frames > 0 then
         local frames = {}
         for i, n in ipairs(rec.frames) do frames[i] = scalar_text(n) end
         root:add(F.frames, table.concat(frames, ","))

@@ -1,0 +1,110 @@
+"""The `-w` export carries everything `read --json` prints: a record whose JSON passes what one
+pcapng option holds (65,535 bytes) goes on in `dlmsd+:` comments instead of failing the export,
+and the lines that are not records (the end-of-input findings) are packets of their own. Read
+back with Scapy's pcapng reader; `tests/test_wireshark.py` reads the same in the real tshark.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from scapy.utils import RawPcapNgReader
+from test_tcp import GET, Conv, wrapper
+
+from dissector import cli
+
+#: A get-response-normal whose data is an array of 4,000 long-unsigned 0, 1, ... 3,999: its
+#: JSON record is about 400 KB.
+COUNT = 4000
+LONG_ARRAY = (bytes.fromhex("c401c100") + b"\x01\x82" + COUNT.to_bytes(2, "big")
+              + b"".join(b"\x12" + i.to_bytes(2, "big") for i in range(COUNT)))
+#: A wrapper PDU cut after 10 of its 21 bytes: the stream ends inside it.
+CUT = wrapper(bytes.fromhex("c001c200080000010000ff0200"))[:10]
+
+
+def capture(tmp_path: Path) -> Path:
+    return (Conv().handshake().c(0, GET).s(0, wrapper(LONG_ARRAY, 1, 16)).c(len(GET), CUT)
+            .write(tmp_path / "long.pcap"))
+
+
+def run(*argv: str) -> str:
+    out = io.StringIO()
+    assert cli.main(list(argv), out=out) == 0
+    return out.getvalue()
+
+
+def packets(export: Path) -> list[tuple[bytes, list[str]]]:
+    return [(data, [c.decode() for c in meta.comments])
+            for data, meta in RawPcapNgReader(str(export))]
+
+
+def comment_json(comments: list[str]) -> dict:
+    """The `dlmsd:` comment and its `dlmsd+:` continuations, joined and parsed."""
+    marks = [c for c in comments if c.startswith(("dlmsd:", "dlmsd+:"))]
+    assert marks[0].startswith("dlmsd:")
+    assert all(c.startswith("dlmsd+:") for c in marks[1:])
+    return json.loads(marks[0][len("dlmsd:"):] + "".join(c[len("dlmsd+:"):]
+                                                         for c in marks[1:]))
+
+
+def test_a_record_longer_than_an_option_is_carried_whole(tmp_path: Path) -> None:
+    cap, export = capture(tmp_path), tmp_path / "long.pcapng"
+    lines = [json.loads(line) for line in run("read", str(cap), "--json").splitlines()]
+    run("read", str(cap), "-w", str(export))
+    got = packets(export)
+    _data, comments = got[1]
+    assert all(len(c.encode()) <= 0xFFFF for c in comments)
+    assert sum(c.startswith("dlmsd+:") for c in comments) >= 5  # 400 KB in 65 KB comments
+    rec = comment_json(comments)
+    array = rec["fields"]["data"]
+    assert [element["value"] for element in array["values"]] == list(range(COUNT))
+    want = dict(lines[1])
+    del want["number"]
+    assert {k: v for k, v in rec.items() if k != "summary"} == want
+
+
+def test_end_of_input_findings_are_a_packet_of_their_own(tmp_path: Path) -> None:
+    cap, export = capture(tmp_path), tmp_path / "long.pcapng"
+    end = json.loads(run("read", str(cap), "--json").splitlines()[-1])
+    assert end["end"] is True
+    assert [f["code"] for f in end["expert"]] == ["wrapper.skipped-bytes"]
+    run("read", str(cap), "-w", str(export))
+    got = packets(export)
+    assert len(got) == 3  # request, response, the end
+    data, comments = got[-1]
+    assert data[12:14] == b"\x88\xb5"  # IEEE 802 local experimental, not UDP 4059
+    summary = "end of input: 1 finding (wrapper.skipped-bytes)"
+    assert data[14:] == summary.encode()
+    assert comment_json(comments) == {"summary": summary, **end}
+
+
+def test_the_info_column_is_the_summary_line_after_direction_link_and_frames(
+        tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parent.parent
+    seed, keys = root / "pcaps" / "seed-case.pcap", root / "pcaps" / "seed-case.keys.toml"
+    export = tmp_path / "seed.pcapng"
+    records = [json.loads(line) for line in
+               run("read", str(seed), "--keys", str(keys), "--json").splitlines()]
+    lines = [line for line in run("read", str(seed), "--keys", str(keys), "-w",
+                                  str(export)).splitlines() if not line.startswith("       ")]
+    got = [comment_json(c)["summary"] for _d, c in packets(export)]
+    assert len(got) == len(records) == len(lines)
+    for rec, line, info in zip(records, lines, got, strict=True):
+        head = f"{rec['direction']:15s} {rec['link']}  [{','.join(map(str, rec['frames']))}]  "
+        assert info.startswith(rec["apdu"] + "  ")
+        assert line.endswith(" " + head + info)
+
+
+def test_the_export_is_the_same_whatever_the_output_mode(tmp_path: Path) -> None:
+    """`--json -w` puts the text it prints into the comment; summary and `-V` make the JSON
+    for the export alone: the packets and their records are the same."""
+    cap = capture(tmp_path)
+    exports = {}
+    for mode in ([], ["--json"], ["-V"]):
+        export = tmp_path / f"export{len(exports)}.pcapng"
+        run("read", str(cap), *mode, "-w", str(export))
+        exports[" ".join(mode)] = [(data, comment_json(c)) for data, c in packets(export)]
+    assert len(exports[""]) == 3
+    assert exports["--json"] == exports[""] == exports["-V"]
