@@ -10,7 +10,8 @@ import io
 import json
 from pathlib import Path
 
-from scapy.utils import RawPcapNgReader
+from conftest import corpus_path
+from scapy.utils import RawPcapNgReader, RawPcapReader
 from test_tcp import GET, Conv, wrapper
 
 from dissector import cli
@@ -108,3 +109,27 @@ def test_the_export_is_the_same_whatever_the_output_mode(tmp_path: Path) -> None
         exports[" ".join(mode)] = [(data, comment_json(c)) for data, c in packets(export)]
     assert len(exports[""]) == 3
     assert exports["--json"] == exports[""] == exports["-V"]
+
+
+def test_link_messages_are_packets_of_their_own_with_their_frames(tmp_path: Path) -> None:
+    """A serial HDLC capture of the corpus: SNRM, UA, the APDUs, DISC, DM. Every record is a
+    packet; an HDLC frame without an APDU carries the frame as captured, outside UDP 4059."""
+    cap, export = corpus_path("Dennisonius_sample_serial.pcap"), tmp_path / "serial.pcapng"
+    captured = [data for data, _meta in RawPcapReader(str(cap))]
+    records = [json.loads(line) for line in run("read", str(cap), "--json").splitlines()]
+    run("read", str(cap), "-w", str(export))
+    got = packets(export)
+    assert len(got) == len(records) == len(captured)
+    names = []
+    for rec, (data, comments), frame in zip(records, got, captured, strict=True):
+        del rec["number"]
+        body = comment_json(comments)
+        assert body.pop("summary").startswith(rec["apdu"] + "  ")
+        assert body == rec
+        names.append(rec["apdu"])
+        if rec["apdu"].startswith("hdlc-"):
+            assert data[12:14] == b"\x88\xb5" and data[14:] == frame
+        else:
+            apdu = data[14 + 20 + 8 + 8:]  # after Ethernet, IPv4, UDP and the wrapper
+            assert data[12:14] == b"\x08\x00" and apdu and frame[:-3].endswith(apdu)
+    assert names[:2] == ["hdlc-snrm", "hdlc-ua"] and names[-2:] == ["hdlc-disc", "hdlc-dm"]

@@ -96,6 +96,12 @@ class ApduRecord:
         return "unknown"
 
     @property
+    def link_message(self) -> bool:
+        """A link-layer message with no APDU: an HDLC frame of its own (SNRM, UA, RR, DISC,
+        DM, FRMR), an M-Bus ACK or short frame, a mode E sign-on line."""
+        return self.transport == "link" or (self.fast is None and isinstance(self.built, HDLC))
+
+    @property
     def envelope(self) -> Any:
         """The outermost ciphered envelope of the APDU (or of its user-information), if any
         (a fast record's is its `layers.fastenvelope.FastEnvelope`)."""

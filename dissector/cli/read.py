@@ -38,8 +38,10 @@ def add_parser(sub: Any) -> None:
     rd.add_argument("-Y", dest="filter", metavar="FILTER",
                     help='display filter on JSON fields, e.g. \'security.key_kind == "dedicated"\'')
     rd.add_argument("-w", dest="write", metavar="OUT.pcapng",
-                    help="write each deciphered APDU as wrapper-over-UDP-4059 (the export; the"
-                         " capture itself is the input file)")
+                    help="write the annotated export for Wireshark's dlmsd plugin: each APDU"
+                         " (deciphered) as wrapper-over-UDP-4059 with its record, the link"
+                         " messages and findings as packets of their own (the capture itself"
+                         " is the input file)")
     rd.add_argument("--flow", metavar="OUT.html",
                     help="write the association flow diagram (one self-contained HTML page)")
     rd.add_argument("--stats", action="store_true",

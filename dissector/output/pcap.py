@@ -1,14 +1,16 @@
-"""`-w OUT.pcapng`: the annotated export, one packet per APDU.
+"""`-w OUT.pcapng`: the annotated export, one packet per line of `read --json`.
 
-Each packet is Ethernet / IPv4 / UDP 4059 / IEC 62056-47 wrapper / the APDU, deciphered when
-possible (an AARQ, AARE, RLRQ or RLRE whole, its user-information deciphered in place), so that
-a Wireshark with a DLMS dissector of its own (UDP/TCP 4059) decodes the plaintext. Packet
+An APDU's packet is Ethernet / IPv4 / UDP 4059 / IEC 62056-47 wrapper / the APDU, deciphered
+when possible (an AARQ, AARE, RLRQ or RLRE whole, its user-information deciphered in place), so
+that a Wireshark with a DLMS dissector of its own (UDP/TCP 4059) decodes the plaintext. Packet
 comments carry what dlms-dissector found: a line for people, then `dlmsd:` and the record as
 `read --json` prints it (after the redaction step) with `summary` first, the summary line
 without direction, link and frames (Wireshark's Info column); a text longer than a pcapng
 option holds goes on in `dlmsd+:` comments. The Lua plugin (`dissector/wireshark/dlmsd.lua`)
-shows that record. The lines of `read --json` that are not records (a finding on its own, the
-end-of-input findings) are packets of their own (`event_item`), so nothing is lost.
+shows that record. What carries no APDU is an Ethernet frame of a type of its own
+(`ETHERTYPE_EVENT`), with the same comments: a link message (an HDLC SNRM, UA or DISC, an M-Bus
+ACK, a mode E line: its frame as it came) and a line that is not a record (a finding on its
+own, the end-of-input findings: its summary), so nothing is lost.
 
 The pcapng is written by hand (a few fixed headers per packet): building the packets with Scapy
 cost as much as the dissection itself.
@@ -41,7 +43,8 @@ CLIENT_WPORT, SERVER_WPORT = 16, 1
 JSON_MARK, MORE_MARK = "dlmsd:", "dlmsd+:"
 #: JSON characters per comment (a pcapng option holds at most 65,535 bytes; the text is ASCII).
 CHUNK = 65_000
-#: IEEE 802 local experimental Ethernet type: the packets of findings that are not records.
+#: IEEE 802 local experimental Ethernet type: the packets that carry no APDU (link messages
+#: such as HDLC SNRM/UA/DISC, findings that are not records).
 ETHERTYPE_EVENT = 0x88B5
 LINKTYPE_ETHERNET = 1
 APPLICATION = b"dlms-dissector"
@@ -166,9 +169,8 @@ def pcap_item(rec: ApduRecord, info: str | None = None, as_json: dict[str, Any] 
     has made already is reused: `info` (`text.summary_info`), `as_json` (the record's JSON
     object) and `body` (that object without "number", encoded as `read --json` writes it after
     the number)."""
-    if rec.apdu.startswith("hdlc-"):
-        return None
-    data = apdu_bytes(rec)
+    link = rec.link_message
+    data = bytes(rec.packet.original or bytes(rec.packet)) if link else apdu_bytes(rec)
     if not data:
         return None
     if body is None:
@@ -179,6 +181,8 @@ def pcap_item(rec: ApduRecord, info: str | None = None, as_json: dict[str, Any] 
         info = summary_info(rec)
     text = f'{{"summary": {encode_basestring_ascii(info)}, {body}'
     comments = (_comment(rec, rec.plaintext() is not None), *json_comments(text))
+    if link:  # no APDU for a DLMS dissector: the link frame as it came, under its own type
+        return _not_udp(data, rec.direction), rec.time, comments
     return frame_bytes(data, rec.direction), rec.time, comments
 
 
@@ -187,8 +191,15 @@ def event_item(event: dict[str, Any], summary: str, time: float) -> PcapItem:
     the end-of-input findings): an Ethernet frame of the local experimental type with the
     summary as its payload, the line (with its summary) in the `dlmsd:` comment."""
     text = encode({"summary": summary, **event})
-    data = SERVER_MAC + CLIENT_MAC + struct.pack("!H", ETHERTYPE_EVENT) + summary.encode()
-    return data, time, (summary, *json_comments(text))
+    return _not_udp(summary.encode(), "unknown"), time, (summary, *json_comments(text))
+
+
+def _not_udp(payload: bytes, direction: str) -> bytes:
+    """An Ethernet frame of the local experimental type (no IP, no UDP 4059): what carries no
+    APDU, from the client's address or from the server's."""
+    src, dst = (SERVER_MAC, CLIENT_MAC) if direction == "server->client" else \
+        (CLIENT_MAC, SERVER_MAC)
+    return dst + src + struct.pack("!H", ETHERTYPE_EVENT) + payload
 
 
 OPTION = struct.Struct("<HH")
