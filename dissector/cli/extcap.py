@@ -30,12 +30,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from dissector.cli.common import DEFAULT_BAUD, serial_line_options, version
-from dissector.output.pcap import LINKTYPE_ETHERNET, PcapOut
-from dissector.sources.frames import LINKTYPE_USER0
+from dissector.cli.options import DEFAULT_BAUD, serial_line_options, version
+from dissector.linktypes import LINKTYPE_ETHERNET, LINKTYPE_USER0
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the queries Wireshark makes at every start load none of these
     from dissector.live.base import LiveSource
+    from dissector.output.pcap import PcapOut
     from dissector.output.render import Rendered
     from layers.expert import Finding
 
@@ -344,6 +344,7 @@ def _tap_capture(args: argparse.Namespace, stop: threading.Event
                  ) -> tuple[LiveSource, ExportWriter]:
     from dissector.analysis.pipeline import Dissector
     from dissector.live.dissection import LiveDissection
+    from dissector.output.pcap import PcapOut
     from dissector.output.render import Renderer
     from keys.keystore import default_keystore_path, keystore_from_flags, load_keystore
 

@@ -7,13 +7,10 @@ import os
 import sys
 from typing import TextIO
 
-from dissector.cli import decode, fields, keys, read, sniff, wireshark
-from dissector.cli.common import Parser, UsageError, version
-from dissector.sources.capture import CaptureError
-from keys.keystore import KeystoreError
+from dissector.cli.options import Parser, UsageError, version
 
-COMMANDS = {"decode": decode.run, "read": read.run, "keys": keys.run, "sniff": sniff.run,
-            "extcap": sniff.run, "fields": fields.run, "wireshark": wireshark.run}
+# The commands are imported when the parser is built: importing `dissector.cli` loads none of
+# them (the extcap launcher imports `dissector.cli.extcap` alone, at every start of Wireshark).
 
 
 EXAMPLES = """examples:
@@ -27,6 +24,8 @@ EXAMPLES = """examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from dissector.cli import decode, fields, keys, read, sniff, wireshark
+
     parser = Parser(prog="dlms-dissect", description="DLMS/COSEM dissector with decryption",
                     epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
@@ -41,10 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
+    from dissector.cli import decode, fields, keys, read, sniff, wireshark
+    from dissector.sources.capture import CaptureError
+    from keys.keystore import KeystoreError
+
+    commands = {"decode": decode.run, "read": read.run, "keys": keys.run, "sniff": sniff.run,
+                "extcap": sniff.run, "fields": fields.run, "wireshark": wireshark.run}
     out = out or sys.stdout
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args, out)
+        return commands[args.command](args, out)
     except BrokenPipeError:
         return 0
     except KeyboardInterrupt:

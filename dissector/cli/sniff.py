@@ -12,14 +12,8 @@ import threading
 from typing import TYPE_CHECKING, Any, TextIO
 
 from dissector.cli import extcap
-from dissector.cli.common import (
-    key_options,
-    load_keys,
-    mode,
-    output_options,
-    renderer,
-    serial_line_options,
-)
+from dissector.cli.common import key_options, load_keys, mode, output_options, renderer
+from dissector.cli.options import serial_line_options
 from dissector.sources.tcp import DLMS_PORT
 
 if TYPE_CHECKING:

@@ -17,10 +17,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from dissector.framing.serial import SerialDemux
+from dissector.linktypes import LINKTYPE_USER0
 from dissector.live.base import POLL, Backoff, LiveSource
 from dissector.live.dissection import LiveDissection
 from dissector.live.rawcapture import LiveError
-from dissector.sources.frames import LINKTYPE_USER0
 from dissector.stages import (
     CLIENT_TO_SERVER,
     SERIAL_LINK,

@@ -24,6 +24,7 @@ from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any, BinaryIO
 
 from dissector.analysis.record import ApduRecord
+from dissector.linktypes import LINKTYPE_ETHERNET
 from dissector.output.jsonout import encode, end_event, finding_event, record_json
 from dissector.output.text import VERDICTS, summary_info
 from layers.apdu.acse import ACSEAPDU
@@ -46,7 +47,6 @@ CHUNK = 65_000
 #: IEEE 802 local experimental Ethernet type: the packets that carry no APDU (link messages
 #: such as HDLC SNRM/UA/DISC, findings that are not records).
 ETHERTYPE_EVENT = 0x88B5
-LINKTYPE_ETHERNET = 1
 APPLICATION = b"dlms-dissector"
 
 #: (packet bytes from the Ethernet header on; time; comments).

@@ -20,6 +20,15 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from dissector.linktypes import (
+    LINKTYPE_ETHERNET,
+    LINKTYPE_LINUX_SLL,
+    LINKTYPE_LINUX_SLL2,
+    LINKTYPE_LOOP,
+    LINKTYPE_NULL,
+    LINKTYPE_USER0,
+    RAW_IP_LINKTYPES,
+)
 from dissector.sources.detect import detect_transport
 from dissector.sources.tcp import DLMS_PORT, TcpReassembler
 from dissector.stages import (
@@ -34,14 +43,6 @@ from dissector.stages import (
     endpoint,
     note,
 )
-
-LINKTYPE_NULL = 0
-LINKTYPE_ETHERNET = 1
-LINKTYPE_LOOP = 108
-LINKTYPE_LINUX_SLL = 113
-LINKTYPE_USER0 = 147
-LINKTYPE_LINUX_SLL2 = 276
-RAW_IP_LINKTYPES = frozenset({12, 14, 101, 228, 229})
 
 ETH_IPV4, ETH_IPV6 = 0x0800, 0x86DD
 VLAN_TAGS = frozenset({0x8100, 0x88A8, 0x9100})
