@@ -18,8 +18,9 @@ def run() -> int:
     from scapy.config import conf
 
     conf.route_autoload = conf.route6_autoload = False
-    from dissector.cli.main import main
+    from dissector.cli.main import commands, main
 
+    commands()  # every command's modules imported, then frozen
     gc.collect()
     gc.freeze()
     return main()

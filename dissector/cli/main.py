@@ -5,12 +5,20 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from typing import TextIO
 
 from dissector.cli.options import Parser, UsageError, version
 
-# The commands are imported when the parser is built: importing `dissector.cli` loads none of
-# them (the extcap launcher imports `dissector.cli.extcap` alone, at every start of Wireshark).
+
+def commands() -> dict[str, Callable[[argparse.Namespace, TextIO], int]]:
+    """Each command's `run`. The commands are imported here, not with this module: importing
+    `dissector.cli` loads none of them (the extcap launcher imports `dissector.cli.extcap`
+    alone, at every start of Wireshark)."""
+    from dissector.cli import decode, fields, keys, read, sniff, wireshark
+
+    return {"decode": decode.run, "read": read.run, "keys": keys.run, "sniff": sniff.run,
+            "extcap": sniff.run, "fields": fields.run, "wireshark": wireshark.run}
 
 
 EXAMPLES = """examples:
@@ -40,16 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
-    from dissector.cli import decode, fields, keys, read, sniff, wireshark
     from dissector.sources.capture import CaptureError
     from keys.keystore import KeystoreError
 
-    commands = {"decode": decode.run, "read": read.run, "keys": keys.run, "sniff": sniff.run,
-                "extcap": sniff.run, "fields": fields.run, "wireshark": wireshark.run}
+    run = commands()
     out = out or sys.stdout
     args = build_parser().parse_args(argv)
     try:
-        return commands[args.command](args, out)
+        return run[args.command](args, out)
     except BrokenPipeError:
         return 0
     except KeyboardInterrupt:
