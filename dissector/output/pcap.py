@@ -79,11 +79,12 @@ def _acse_bytes(tag: bytes, body: bytes) -> bytes:
 
 
 def apdu_bytes(rec: ApduRecord) -> bytes:
-    """What the export carries of a record: the APDU, deciphered where possible."""
+    """What the export carries of a record: the APDU, deciphered where possible, else (no key,
+    or nothing inside the envelope) as captured."""
     plain = rec.plaintext()
     fast = rec.fast
-    if plain is None:
-        return fast.data if fast is not None else bytes(rec.packet)
+    if not plain:
+        return fast.data if fast is not None else captured(rec.packet)
     if fast is not None:  # the ACSE APDU's components as they came, the user-information
         acse = fast.acse  # deciphered (`acse_deciphered`, without the Packets)
         if acse is None or acse.user_information_span is None:
@@ -94,6 +95,12 @@ def apdu_bytes(rec: ApduRecord) -> bytes:
     if isinstance(rec.packet, ACSEAPDU):
         return acse_deciphered(rec.packet, rec.tree_envelope, plain)
     return plain
+
+
+def captured(pkt: Any) -> bytes:
+    """A dissected packet's bytes as they came (a malformed one may not build back the same)."""
+    original = getattr(pkt, "original", None)
+    return bytes(original) if original is not None else bytes(pkt)
 
 
 def _comment(rec: ApduRecord, plain: bool) -> str:
@@ -164,15 +171,13 @@ def json_comments(body: str) -> tuple[str, ...]:
 
 
 def pcap_item(rec: ApduRecord, info: str | None = None, as_json: dict[str, Any] | None = None,
-              body: str | None = None) -> PcapItem | None:
+              body: str | None = None) -> PcapItem:
     """The export packet of a (redacted) record: its bytes, time and comments. What the caller
     has made already is reused: `info` (`text.summary_info`), `as_json` (the record's JSON
     object) and `body` (that object without "number", encoded as `read --json` writes it after
     the number)."""
     link = rec.link_message
-    data = bytes(rec.packet.original or bytes(rec.packet)) if link else apdu_bytes(rec)
-    if not data:
-        return None
+    data = captured(rec.packet) if link else apdu_bytes(rec)
     if body is None:
         obj = dict(as_json) if as_json is not None else record_json(rec)
         obj.pop("number", None)
