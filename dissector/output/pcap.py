@@ -122,7 +122,7 @@ def _ip_sum(words: bytes) -> int:
 class _Headers:
     """The headers of one direction that do not depend on the APDU's length."""
 
-    ethernet: bytes
+    ethernet: bytes  # destination and source MAC addresses, type IPv4
     addresses: bytes  # IPv4 source and destination
     ports: bytes  # UDP source and destination
     wrapper: bytes  # wrapper version, source and destination wPort
@@ -201,10 +201,9 @@ def event_item(event: dict[str, Any], summary: str, time: float) -> PcapItem:
 
 def _not_udp(payload: bytes, direction: str) -> bytes:
     """An Ethernet frame of the local experimental type (no IP, no UDP 4059): what carries no
-    APDU, from the client's address or from the server's."""
-    src, dst = (SERVER_MAC, CLIENT_MAC) if direction == "server->client" else \
-        (CLIENT_MAC, SERVER_MAC)
-    return dst + src + struct.pack("!H", ETHERTYPE_EVENT) + payload
+    APDU, between the MAC addresses of that direction's APDU packets."""
+    macs = HEADERS[direction != "server->client"].ethernet[:12]
+    return macs + struct.pack("!H", ETHERTYPE_EVENT) + payload
 
 
 OPTION = struct.Struct("<HH")
