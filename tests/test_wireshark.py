@@ -177,7 +177,7 @@ def test_4_4_as_root_lists_the_interfaces_but_runs_no_personal_lua_plugin(
     """What the README says of root and 4.4: the personal extcap folder is read, the personal
     Lua plugins (and `-X lua_script:`) are not, and the install says so."""
     if os.geteuid() != 0:
-        pytest.skip("needs root (CI runs as root)")
+        unavailable("needs root (CI runs as root)")
     tshark = tshark_of("4.4")
     root = Wireshark("4.4", tshark, tmp_path, clean_env(tmp_path), [],
                      install_args=["--tshark", tshark])

@@ -260,9 +260,6 @@ class PcapOut:
         if flush_each:
             self.stream.flush()
 
-    def write(self, rec: ApduRecord) -> None:
-        self.write_item(pcap_item(rec))
-
     def write_item(self, item: PcapItem | None) -> None:
         """Write what `pcap_item` extracted (the form worker processes hand over)."""
         if item is None:
