@@ -1,7 +1,8 @@
 """A-XDR Data read straight into the JSON form, without Scapy Packets (for `layers.fastapdu`).
 
 `read_data(buf, pos, depth, state)` gives the `packet_fields` form of the Data at `pos` of one
-`bytes` buffer and where it ends; `data_summary` its `mysummary`. The names come from the
+`bytes` buffer as JSON text (what `json.dumps` writes of that form, made here without the
+dict) and where it ends; `data_summary` its `mysummary`. The names come from the
 layers' own fields and tables (`named_values`), so the words live in the layer classes.
 Anything these readers are not sure of (an unknown or compact-array type tag, a length or count
 the bytes cannot hold, nesting past the bounds) raises `Unsure`; the caller then leaves the
@@ -10,7 +11,10 @@ APDU to the Packet path. Valid input takes no exception.
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Callable
+from json.encoder import encode_basestring_ascii as json_string
 from typing import Any, TypeVar
 
 from scapy.fields import ConditionalField, EnumField, Field, FlagsField
@@ -96,6 +100,28 @@ def named(names: tuple[str | None, ...], value: int) -> Any:
     return value if name is None else {"value": value, "name": name}
 
 
+def named_text(value: int, name: str | None) -> str:
+    """`value` with its shown name (None: a plain int) as JSON text, as `json.dumps` writes
+    `packet_fields`'s form of it."""
+    return str(value) if name is None else f'{{"value": {value}, "name": {json_string(name)}}}'
+
+
+def named_texts(cls: type[Packet], name: str) -> tuple[str, ...]:
+    """Per byte value 0..255, field `name` of `cls` as JSON text (`named_text`)."""
+    return tuple(named_text(v, n) for v, n in enumerate(named_values(cls, name)))
+
+
+#: `json.dumps` of a tree of JSON values, as the JSON writer gives it.
+json_text = json.JSONEncoder(check_circular=False).encode
+
+
+def number_text(value: float) -> str:
+    """An int or float as `json.dumps` writes it."""
+    if type(value) is float and not math.isfinite(value):
+        return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+    return repr(value)
+
+
 # --------------------------------------------------------------------------- the Data types
 
 _K_NULL, _K_SEQ, _K_BOOL, _K_BITS, _K_FIXED, _K_OCTETS, _K_TEXT, _K_TIME = range(1, 9)
@@ -112,13 +138,19 @@ _KIND_OF = tuple(_KIND)
 #: tag -> the layer name of its Data class and the shown type name.
 _LAYER = {tag: layer_name(cls) for tag, cls in DATA_CLASSES.items()}
 _TYPE_NAMES = named_values(DATA_CLASSES[0], "type")
+#: tag -> the JSON text a Data node of that type starts with: its layer and type, then `, `
+#: (the whole node for null-data and don't-care).
+_HEAD = {tag: f'{{"layer": {json_string(_LAYER[tag])}, "type": '
+              f'{named_text(tag, _TYPE_NAMES[tag])}' + ("}" if kind == _K_NULL else ", ")
+         for tag, kind in enumerate(_KIND_OF) if kind}
 #: fixed-size values: tag -> (unpack_from of the layer field's struct, size).
 _FIXED: dict[int, tuple[Callable[..., tuple[Any, ...]], int]] = {
     tag: (field_of(DATA_CLASSES[tag], "value").struct.unpack_from,
           field_of(DATA_CLASSES[tag], "value").sz)
     for tag, kind in enumerate(_KIND_OF) if kind == _K_FIXED}
 _FIXED_NAMED = {tag: named_values(DATA_CLASSES[tag], "value") for tag in _FIXED}
-_BOOL_NAMES = named_values(DATA_CLASSES[3], "value")
+_FLOATS = frozenset(tag for tag in _FIXED if field_of(DATA_CLASSES[tag], "value").fmt[-1] in "fd")
+_BOOL_TEXTS = named_texts(DATA_CLASSES[3], "value")
 _TIME_SIZE = {tag: field_of(DATA_CLASSES[tag], "value").size for tag in (25, 26, 27)}
 #: Whether the layers still write Data as read here: every type named, fixed-size values,
 #: counts and lengths plain numbers. If not, `layers.fastapdu` leaves every APDU to the Packet
@@ -142,17 +174,18 @@ def read_length(buf: bytes, pos: int) -> tuple[int, int]:
     return int.from_bytes(buf[pos + 1:end], "big"), end
 
 
-def read_data(buf: bytes, pos: int, depth: int, state: list[Any]) -> tuple[dict[str, Any], int]:
-    """The Data at `pos` in `packet_fields` form, and where it ends. `depth` is its depth in
-    the JSON tree; `state` is [elements of the outermost Data so far, first octet-string value
-    of the APDU (None until one is read)]."""
+def read_data(buf: bytes, pos: int, depth: int, state: list[Any]) -> tuple[str, int]:
+    """The Data at `pos` in `packet_fields` form as JSON text, and where it ends. `depth` is
+    its depth in the JSON tree; `state` is [elements of the outermost Data so far, first
+    octet-string value of the APDU (None until one is read)]."""
     tag = buf[pos]
     kind = _KIND_OF[tag]
     pos += 1
     if kind == _K_FIXED:
         unpack, size = _FIXED[tag]
-        return ({"layer": _LAYER[tag], "type": {"value": tag, "name": _TYPE_NAMES[tag]},
-                 "value": unpack(buf, pos)[0]}, pos + size)
+        value = unpack(buf, pos)[0]
+        text = number_text(value) if tag in _FLOATS else str(value)
+        return f'{_HEAD[tag]}"value": {text}}}', pos + size
     if kind == _K_SEQ:
         count, pos = read_length(buf, pos)
         if count:
@@ -167,8 +200,7 @@ def read_data(buf: bytes, pos: int, depth: int, state: list[Any]) -> tuple[dict[
         for _ in range(count):
             node, pos = read_data(buf, pos, depth, state)
             append(node)
-        return ({"layer": _LAYER[tag], "type": {"value": tag, "name": _TYPE_NAMES[tag]},
-                 "count": count, "values": values}, pos)
+        return f'{_HEAD[tag]}"count": {count}, "values": [{", ".join(values)}]}}', pos
     if kind == _K_OCTETS or kind == _K_TEXT:
         n, pos = read_length(buf, pos)
         end = pos + n
@@ -177,52 +209,51 @@ def read_data(buf: bytes, pos: int, depth: int, state: list[Any]) -> tuple[dict[
         value = buf[pos:end]
         if kind == _K_OCTETS and state[1] is None:
             state[1] = value
-        return ({"layer": _LAYER[tag], "type": {"value": tag, "name": _TYPE_NAMES[tag]},
-                 "length": n, "value": value.hex().upper()}, end)
+        return f'{_HEAD[tag]}"length": {n}, "value": "{value.hex().upper()}"}}', end
     if kind == _K_NULL:
-        return {"layer": _LAYER[tag], "type": {"value": tag, "name": _TYPE_NAMES[tag]}}, pos
+        return _HEAD[tag], pos
     if kind == _K_BOOL:
-        return ({"layer": _LAYER[3], "type": {"value": 3, "name": _TYPE_NAMES[3]},
-                 "value": named(_BOOL_NAMES, buf[pos])}, pos + 1)
+        return f'{_HEAD[3]}"value": {_BOOL_TEXTS[buf[pos]]}}}', pos + 1
     if kind == _K_TIME:
         end = pos + _TIME_SIZE[tag]
         if end > len(buf):
             raise Unsure("date-time overruns")
-        return ({"layer": _LAYER[tag], "type": {"value": tag, "name": _TYPE_NAMES[tag]},
-                 "value": buf[pos:end].hex().upper()}, end)
+        return f'{_HEAD[tag]}"value": "{buf[pos:end].hex().upper()}"}}', end
     if kind == _K_BITS:
         n, pos = read_length(buf, pos)
         end = pos + (n + 7) // 8
         if end > len(buf):
             raise Unsure("bit-string overruns")
-        return ({"layer": _LAYER[4], "type": {"value": 4, "name": _TYPE_NAMES[4]},
-                 "length": n, "value": buf[pos:end].hex().upper()}, end)
+        return f'{_HEAD[4]}"length": {n}, "value": "{buf[pos:end].hex().upper()}"}}', end
     raise Unsure(f"Data type {tag} not read here")
 
 
-def data_summary(node: dict[str, Any]) -> str:
-    """`Data.mysummary()` of a Data read by `read_data`: its type and Python value."""
-    type_ = node["type"]
-    tag = type_["value"]
+def data_summary(buf: bytes, pos: int) -> str:
+    """`Data.mysummary()` of the Data at `pos` that `read_data` read: its type and Python
+    value."""
+    tag = buf[pos]
     kind = _KIND_OF[tag]
+    pos += 1
     if kind == _K_SEQ:
-        value: Any = f"[{node['count']}]"
+        value: Any = f"[{read_length(buf, pos)[0]}]"
     elif kind == _K_FIXED:
-        value = number_value(node["value"])
+        value = number_value(_FIXED[tag][0](buf, pos)[0])
     elif kind == _K_OCTETS or kind == _K_TEXT:
-        value = string_value(tag, bytes.fromhex(node["value"]))
+        n, pos = read_length(buf, pos)
+        value = string_value(tag, buf[pos:pos + n])
     elif kind == _K_BOOL:
-        raw = node["value"]
-        value = bool(raw if type(raw) is int else raw["value"])
+        value = bool(buf[pos])
     elif kind == _K_TIME:
-        value = date_time_value(bytes.fromhex(node["value"]))
+        value = date_time_value(buf[pos:pos + _TIME_SIZE[tag]])
     elif kind == _K_BITS:
-        value = bit_text(bytes.fromhex(node["value"]), node["length"])
+        n, pos = read_length(buf, pos)
+        value = bit_text(buf[pos:pos + (n + 7) // 8], n)
     else:
         value = None
     return f"{DATA_TYPES.get(tag, 'data')} {value}"
 
 
 __all__ = ["DATA_ENABLED", "DEPTH_LIMIT", "JSON_MAX_DEPTH", "NEST_MARGIN", "Unsure",
-           "data_summary", "field_of", "layer_name", "named", "named_values", "read_data",
+           "data_summary", "field_of", "json_string", "json_text", "layer_name", "named",
+           "named_text", "named_texts", "named_values", "number_text", "read_data",
            "read_length", "shown_name", "shows_names"]

@@ -29,6 +29,7 @@ from .apdu.initiate import InitiateRequest, InitiateResponse
 from .fast_axdr import (
     Unsure,
     field_of,
+    json_text,
     layer_name,
     named,
     named_values,
@@ -61,7 +62,7 @@ class FastInitiate(FastApdu):
 class FastAcse:
     """An ACSE APDU as the fast path read it; each attribute equals the Packet path's
     (`getattr(APDU(data), name, None)`), `fields` and `summary` without deciphering. A plain
-    initiate's `fields` is the very dict at `user_information_path` in `fields`. Deciphering
+    initiate's `fields` is what sits at `user_information_path` in `fields`. Deciphering
     changes no summary: a record shows `f"{summary} -> {inner.summary}"`, as `ApduRecord.info`."""
 
     name: str  # apdu_name: "aarq", "aare", "rlrq", "rlre"
@@ -550,7 +551,7 @@ def _initiate_request(buf: bytes) -> FastInitiate:
     summary = InitiateRequest.mysummary(_NS(proposed_dlms_version=version,
                                             client_max_receive_pdu_size=size,
                                             dedicated_key=key))
-    return FastInitiate(_REQUEST.layer, out, summary, None, None, None, None, key, size,
+    return FastInitiate(_REQUEST.layer, json_text(out), summary, None, None, None, None, key, size,
                         conformance, None)
 
 
@@ -561,8 +562,8 @@ def _initiate_response(buf: bytes) -> FastInitiate:
     out["vaa_name"] = _shown(_VAA, None, vaa)
     summary = InitiateResponse.mysummary(_NS(negotiated_dlms_version=version,
                                              server_max_receive_pdu_size=size, vaa_name=vaa))
-    return FastInitiate(_RESPONSE.layer, out, summary, None, None, None, None, None, None,
-                        conformance, size)
+    return FastInitiate(_RESPONSE.layer, json_text(out), summary, None, None, None, None,
+                        None, None, conformance, size)
 
 
 _INITIATES: dict[int, Callable[[bytes], FastInitiate]] = {

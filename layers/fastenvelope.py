@@ -9,6 +9,8 @@ A `FastEnvelope` reads as the envelope packet does where the key context and the
 
 from __future__ import annotations
 
+import json
+from json.encoder import encode_basestring_ascii as json_string
 from typing import Any
 
 from .apdu.base import CIPHERED_TAGS, TAG_NAMES
@@ -21,6 +23,10 @@ for _plain, (_glo, _ded) in CIPHERED_TAGS.items():
     ENVELOPES[_ded] = (TAG_NAMES[_ded], "ded", _plain)
 ENVELOPES[0xDB] = (TAG_NAMES[0xDB], "glo", None)
 ENVELOPES[0xDC] = (TAG_NAMES[0xDC], "ded", None)
+#: Envelope tag -> the JSON text its fields start with (layer and tag).
+_HEADS = {tag: f'{{"layer": {json_string(name)}, "tag": {{"value": {tag}, "name": '
+               f'{json_string(name)}}}, '
+          for tag, (name, _, _) in ENVELOPES.items()}
 
 
 def _length(data: bytes, pos: int) -> tuple[int, int] | None:
@@ -76,21 +82,23 @@ class FastEnvelope:
 
     def json_fields(self) -> dict[str, Any]:
         """The envelope's own fields as `packet_fields` gives them (without `deciphered`)."""
-        out: dict[str, Any] = {"layer": self.apdu_name,
-                               "tag": {"value": self.tag, "name": self.apdu_name}}
-        if self.title is not None:
-            out["system_title_length"] = len(self.title)
-            out["system_title"] = self.title.hex().upper()
-        content: dict[str, Any] = {
-            "layer": "ciphered-content", "security_control": self.security_control,
-            "invocation_counter": self.invocation_counter,
-            "information": self.information.hex().upper()}
+        return json.loads(self.json_text())
+
+    def json_text(self, deciphered: str | None = None) -> str:
+        """`json.dumps` of the envelope's fields as `packet_fields` gives them, made without
+        the dict; with `deciphered` (the plaintext APDU's fields as JSON text) last."""
+        title = self.title
         auth = self.fields.get("authentication_tag")
-        if auth is not None:
-            content["authentication_tag"] = auth.hex().upper()
-        out["ciphered_content_length"] = self.content_length
-        out["ciphered_content"] = content
-        return out
+        return "".join((
+            _HEADS[self.tag],
+            "" if title is None else
+            f'"system_title_length": {len(title)}, "system_title": "{title.hex().upper()}", ',
+            f'"ciphered_content_length": {self.content_length}, "ciphered_content": '
+            f'{{"layer": "ciphered-content", "security_control": {self.security_control}, '
+            f'"invocation_counter": {self.invocation_counter}, '
+            f'"information": "{self.information.hex().upper()}"',
+            "}" if auth is None else f', "authentication_tag": "{auth.hex().upper()}"}}',
+            "}" if deciphered is None else f', "deciphered": {deciphered}}}'))
 
 
 def read_envelope(data: bytes) -> FastEnvelope | None:

@@ -11,6 +11,7 @@ context's answer so it needs no key state.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -86,17 +87,23 @@ class FastView:
 
     def json_fields(self) -> dict[str, Any]:
         """The `fields` object of the JSON record, as `packet_fields` gives it."""
-        env = self.envelope
         if self.acse is not None:
+            env = self.envelope
             return self.acse.fields_with(self.apdu.fields if env is not None and
                                          self.apdu is not None else None)
+        return json.loads(self.fields_text())  # type: ignore[arg-type]
+
+    def fields_text(self) -> str | None:
+        """`json.dumps` of `json_fields()`, made without the dict; None for an ACSE APDU
+        (whose fields are a dict)."""
+        if self.acse is not None:
+            return None
+        env = self.envelope
+        apdu = self.apdu
         if env is None:
-            assert self.apdu is not None
-            return self.apdu.fields
-        out = env.json_fields()
-        if self.apdu is not None:
-            out["deciphered"] = self.apdu.fields
-        return out
+            assert apdu is not None
+            return apdu.text
+        return env.json_text(apdu.text if apdu is not None else None)
 
 
 #: AARQ, AARE, RLRQ, RLRE.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from json.encoder import encode_basestring_ascii as _string
+from math import isfinite
 from typing import Any
 
 from dissector.analysis.record import ApduRecord
@@ -31,6 +33,78 @@ def record_json(rec: ApduRecord) -> dict[str, Any]:
     }
 
 
+def record_text(rec: ApduRecord, as_json: dict[str, Any] | None = None) -> str:
+    """`encode(record_json(rec))` without its opening `{"number": N, ` (what follows the number
+    in a `read --json` line): made without the dicts for a fast record, whose fields come as
+    text (`FastView.fields_text`); else from `as_json` when the caller has it."""
+    fast = rec.fast
+    fields = fast.fields_text() if fast is not None else None
+    if fields is None:
+        obj = dict(as_json) if as_json is not None else record_json(rec)
+        del obj["number"]
+        return encode(obj)[1:]
+    plain = rec.plaintext()
+    inner = rec.inner_name()
+    findings = rec.all_findings()
+    return "".join((
+        '"frames": [', ", ".join(map(str, rec.frames)), '], "time": ', _scalar(rec.time),
+        ', "link": ', _string(rec.link), ', "direction": ', _string(rec.direction),
+        ', "transport": ', _string(rec.transport), ', "apdu": ', _string(rec.apdu),
+        ', "security": ', _security_text(rec.security()),
+        ', "plaintext": ', "null" if plain is None else f'"{plain.hex().upper()}"',
+        ', "inner": ', "null" if inner is None else _string(inner),
+        ', "response_time": ', _scalar(rec.response_time),
+        ', "fields": ', fields,
+        ', "expert": ', encode([f.as_dict() for f in findings]) if findings else "[]", "}"))
+
+
+#: The `security` object's members, in order (`ApduRecord.security`).
+_SECURITY = ("envelope", "signature_verified", "control", "suite", "authenticated",
+             "encrypted", "broadcast", "compressed", "invocation_counter", "system_title",
+             "key_kind", "key_name", "tag_verified")
+
+
+def _security_text(sec: dict[str, Any] | None) -> str:
+    """`encode(sec)` for a `security` object."""
+    if sec is None:
+        return "null"
+    if tuple(sec) != _SECURITY:
+        return encode(sec)
+    (envelope, signed, control, suite, auth, enc, broadcast, compressed, ic, title, kind,
+     name, verified) = sec.values()
+    return "".join((
+        '{"envelope": ', _scalar(envelope), ', "signature_verified": ', _scalar(signed),
+        ', "control": ', _scalar(control), ', "suite": ', _scalar(suite),
+        ', "authenticated": ', _truth(auth), ', "encrypted": ', _truth(enc),
+        ', "broadcast": ', _truth(broadcast), ', "compressed": ', _truth(compressed),
+        ', "invocation_counter": ', _scalar(ic), ', "system_title": ',
+        "null" if title is None else _scalar(title),
+        ', "key_kind": ', "null" if kind is None else _scalar(kind),
+        ', "key_name": ', "null" if name is None else _scalar(name),
+        ', "tag_verified": ', _truth(verified), "}"))
+
+
+def _truth(value: Any) -> str:
+    """A bool (or anything else) as the encoder writes it."""
+    return "true" if value is True else "false" if value is False else _scalar(value)
+
+
+def _scalar(value: Any) -> str:
+    """A JSON scalar as the encoder writes it (anything else through the encoder)."""
+    kind = type(value)
+    if kind is str:
+        return _string(value)
+    if value is None:
+        return "null"
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int:
+        return str(value)
+    if kind is float and isfinite(value):
+        return repr(value)
+    return encode(value)
+
+
 def finding_event(f: Finding) -> dict[str, Any]:
     """A finding on its own (about the input or a live source), as a JSON line says it."""
     return {"event": "finding", "frames": [f.frame] if f.frame else [], "time": f.time,
@@ -53,6 +127,6 @@ def _json_default(obj: Any) -> Any:
 ENCODER = json.JSONEncoder(default=_json_default, check_circular=False)
 
 
-def encode(obj: dict[str, Any]) -> str:
+def encode(obj: Any) -> str:
     """One JSON line, without its newline."""
     return ENCODER.encode(obj)

@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 
 from dissector.analysis.record import ApduRecord
 from dissector.linktypes import LINKTYPE_ETHERNET
-from dissector.output.jsonout import encode, end_event, finding_event, record_json
+from dissector.output.jsonout import encode, end_event, finding_event, record_text
 from dissector.output.text import VERDICTS, summary_info
 from layers.apdu.acse import ACSEAPDU
 from layers.apdu.acse_components import UserInformation
@@ -174,14 +174,11 @@ def pcap_item(rec: ApduRecord, info: str | None = None, as_json: dict[str, Any] 
               body: str | None = None) -> PcapItem:
     """The export packet of a (redacted) record: its bytes, time and comments. What the caller
     has made already is reused: `info` (`text.summary_info`), `as_json` (the record's JSON
-    object) and `body` (that object without "number", encoded as `read --json` writes it after
-    the number)."""
+    object) and `body` (the record's JSON text after the number, `jsonout.record_text`)."""
     link = rec.link_message
     data = captured(rec.packet) if link else apdu_bytes(rec)
     if body is None:
-        obj = dict(as_json) if as_json is not None else record_json(rec)
-        obj.pop("number", None)
-        body = encode(obj)[1:]
+        body = record_text(rec, as_json)
     if info is None:
         info = summary_info(rec)
     text = f'{{"summary": {encode_basestring_ascii(info)}, {body}'

@@ -9,6 +9,7 @@ record says what was withheld (length and a short SHA-256 fingerprint, to tell k
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 
 from dissector.analysis.record import ApduRecord
 from layers.expert import Finding
@@ -41,12 +42,11 @@ def _withhold_fast(rec: ApduRecord) -> list[bytes]:
     key = getattr(inner, "dedicated_key", None) if fast.acse is not None else None
     if inner is None or not _is_key(key):
         return []
-    zeros = bytes(len(key))
-    if inner.fields.get("dedicated_key") == key.hex().upper():
-        inner.fields["dedicated_key"] = zeros.hex().upper()
+    fast.apdu = replace(inner, text=inner.text.replace(
+        f'"dedicated_key": "{key.hex().upper()}"', f'"dedicated_key": "{"00" * len(key)}"'))
     res = fast.envelope.deciphered if fast.envelope is not None else None
     if res is not None and res.plaintext is not None:
-        res.plaintext = res.plaintext.replace(key, zeros)
+        res.plaintext = res.plaintext.replace(key, bytes(len(key)))
     return [key]
 
 

@@ -17,7 +17,13 @@ from dissector.analysis.record import ApduRecord
 from dissector.output.columns import Columns
 from dissector.output.filter import compile_filter
 from dissector.output.flow import flow_item
-from dissector.output.jsonout import encode, end_event, finding_event, record_json
+from dissector.output.jsonout import (
+    encode,
+    end_event,
+    finding_event,
+    record_json,
+    record_text,
+)
 from dissector.output.pcap import PcapItem, pcap_item
 from dissector.output.redact import withhold_keys
 from dissector.output.text import (
@@ -125,8 +131,8 @@ class Renderer:
     def __call__(self, rec: ApduRecord) -> Rendered | None:
         withhold_keys(rec)
         mode = self.mode
-        as_json = record_json(rec) if self.keep is not None or self.flow or mode in (
-            "json", "json-array", "fields") else None
+        as_json = record_json(rec) if self.keep is not None or self.flow or \
+            mode == "fields" else None
         if self.keep is not None and not self.keep(as_json):  # type: ignore[arg-type]
             return None
         flow = flow_item(rec, dict(as_json)) if self.flow and as_json is not None else None
@@ -135,9 +141,7 @@ class Renderer:
             return Rendered("", mode, pcap, self.columns.cells(as_json), self.columns, flow)
         info = encoded = None
         if mode in ("json", "json-array"):
-            assert as_json is not None
-            del as_json["number"]
-            encoded = encode(as_json)[1:]
+            encoded = record_text(rec, as_json)
             body = encoded + "\n" if mode == "json" else encoded
         elif mode == "tree":
             body = "\n".join(tree_lines(rec, self.colour)) + "\n\n"
