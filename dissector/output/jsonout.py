@@ -36,23 +36,26 @@ def record_json(rec: ApduRecord) -> dict[str, Any]:
 def record_text(rec: ApduRecord, as_json: dict[str, Any] | None = None) -> str:
     """`encode(record_json(rec))` without its opening `{"number": N, ` (what follows the number
     in a `read --json` line): made without the dicts for a fast record, whose fields come as
-    text (`FastView.fields_text`); else from `as_json` when the caller has it."""
+    text (`FastView.fields_text`; an ACSE APDU's dict is encoded); else from `as_json` when
+    the caller has it."""
     fast = rec.fast
-    fields = fast.fields_text() if fast is not None else None
-    if fields is None:
+    if fast is None:
         obj = dict(as_json) if as_json is not None else record_json(rec)
         del obj["number"]
         return encode(obj)[1:]
+    fields = fast.fields_text()
+    if fields is None:  # an ACSE APDU's fields are a dict
+        fields = encode(as_json["fields"] if as_json is not None else fast.json_fields())
     plain = rec.plaintext()
     inner = rec.inner_name()
     findings = rec.all_findings()
     return "".join((
         '"frames": [', ", ".join(map(str, rec.frames)), '], "time": ', _scalar(rec.time),
-        ', "link": ', _string(rec.link), ', "direction": ', _string(rec.direction),
-        ', "transport": ', _string(rec.transport), ', "apdu": ', _string(rec.apdu),
+        ', "link": ', _name(rec.link), ', "direction": ', _name(rec.direction),
+        ', "transport": ', _name(rec.transport), ', "apdu": ', _name(rec.apdu),
         ', "security": ', _security_text(rec.security()),
         ', "plaintext": ', "null" if plain is None else f'"{plain.hex().upper()}"',
-        ', "inner": ', "null" if inner is None else _string(inner),
+        ', "inner": ', "null" if inner is None else _name(inner),
         ', "response_time": ', _scalar(rec.response_time),
         ', "fields": ', fields,
         ', "expert": ', encode([f.as_dict() for f in findings]) if findings else "[]", "}"))
@@ -73,15 +76,30 @@ def _security_text(sec: dict[str, Any] | None) -> str:
     (envelope, signed, control, suite, auth, enc, broadcast, compressed, ic, title, kind,
      name, verified) = sec.values()
     return "".join((
-        '{"envelope": ', _scalar(envelope), ', "signature_verified": ', _scalar(signed),
+        '{"envelope": ', _name(envelope) if type(envelope) is str else _scalar(envelope),
+        ', "signature_verified": ', _scalar(signed),
         ', "control": ', _scalar(control), ', "suite": ', _scalar(suite),
         ', "authenticated": ', _truth(auth), ', "encrypted": ', _truth(enc),
         ', "broadcast": ', _truth(broadcast), ', "compressed": ', _truth(compressed),
         ', "invocation_counter": ', _scalar(ic), ', "system_title": ',
         "null" if title is None else _scalar(title),
-        ', "key_kind": ', "null" if kind is None else _scalar(kind),
-        ', "key_name": ', "null" if name is None else _scalar(name),
+        ', "key_kind": ', _name(kind) if type(kind) is str else _scalar(kind),
+        ', "key_name": ', _name(name) if type(name) is str else _scalar(name),
         ', "tag_verified": ', _truth(verified), "}"))
+
+
+#: JSON strings of the texts records repeat (links, names), made once (bounded).
+_NAMES: dict[str, str] = {}
+
+
+def _name(text: str) -> str:
+    """The JSON string of a text that repeats from record to record."""
+    got = _NAMES.get(text)
+    if got is None:
+        if len(_NAMES) >= 4096:
+            _NAMES.clear()
+        got = _NAMES[text] = _string(text)
+    return got
 
 
 def _truth(value: Any) -> str:

@@ -164,8 +164,6 @@ def frame_bytes(apdu: bytes, direction: str) -> bytes:
 def json_comments(body: str) -> tuple[str, ...]:
     """The `dlmsd:` comment of a JSON text, and its `dlmsd+:` continuations when it is longer
     than a pcapng option holds (the plugin joins them)."""
-    if len(body) <= CHUNK:
-        return (JSON_MARK + body,)
     return (JSON_MARK + body[:CHUNK], *(MORE_MARK + body[at:at + CHUNK]
                                          for at in range(CHUNK, len(body), CHUNK)))
 
@@ -181,8 +179,13 @@ def pcap_item(rec: ApduRecord, info: str | None = None, as_json: dict[str, Any] 
         body = record_text(rec, as_json)
     if info is None:
         info = summary_info(rec)
-    text = f'{{"summary": {encode_basestring_ascii(info)}, {body}'
-    comments = (_comment(rec, rec.plaintext() is not None), *json_comments(text))
+    summary = encode_basestring_ascii(info)
+    if len(body) + len(summary) + 14 <= CHUNK:  # one comment (the common case: one copy)
+        comments: tuple[str, ...] = (_comment(rec, rec.plaintext() is not None),
+                                     f'{JSON_MARK}{{"summary": {summary}, {body}')
+    else:
+        comments = (_comment(rec, rec.plaintext() is not None),
+                    *json_comments(f'{{"summary": {summary}, {body}'))
     if link:  # no APDU for a DLMS dissector: the link frame as it came, under its own type
         return _not_udp(data, rec.direction), rec.time, comments
     return frame_bytes(data, rec.direction), rec.time, comments
@@ -214,15 +217,6 @@ def _option(code: int, value: bytes) -> bytes:
     return OPTION.pack(code, len(value)) + value + b"\0" * (-len(value) % 4)
 
 
-def _comment_option(text: str) -> bytes:
-    """An opt_comment; a text longer than an option holds is cut at a character's end (the
-    JSON texts are split into `dlmsd+:` comments before: they are never cut)."""
-    value = text.encode()
-    if len(value) > MAX_OPTION:
-        value = value[:MAX_OPTION].decode(errors="ignore").encode()
-    return _option(OPT_COMMENT, value)
-
-
 def _block(kind: int, body: bytes) -> bytes:
     size = 12 + len(body)
     return struct.pack("<II", kind, size) + body + struct.pack("<I", size)
@@ -235,22 +229,37 @@ def header_blocks() -> bytes:
     return _block(0x0A0D0D0A, shb) + _block(1, idb)
 
 
+#: Zero bytes that pad to 32 bits, by how many are needed.
+_PAD = (b"", b"\0", b"\0\0", b"\0\0\0")
+_END_OPTION = OPTION.pack(OPT_END, 0)
+
+
 def packet_block(item: PcapItem) -> bytes:
     """An enhanced packet block (microsecond time stamps, the comments as opt_comment)."""
     data, time, comments = item
+    parts = [b"", data, _PAD[-len(data) % 4]]
+    for text in comments:  # an opt_comment each; a text longer than an option holds is cut
+        # at a character's end (the JSON texts are split into `dlmsd+:` comments before)
+        value = text.encode()
+        if len(value) > MAX_OPTION:
+            value = value[:MAX_OPTION].decode(errors="ignore").encode()
+        parts += (OPTION.pack(OPT_COMMENT, len(value)), value, _PAD[-len(value) % 4])
+    parts.append(_END_OPTION)
+    size = 32 + sum(map(len, parts))  # with the head (28 bytes) and the length at the end
     stamp = round(time * 1_000_000)
-    body = b"".join([data, b"\0" * (-len(data) % 4), *map(_comment_option, comments),
-                     _option(OPT_END, b"")])
-    size = 32 + len(body)
-    return b"".join([EPB_HEAD.pack(6, size, 0, stamp >> 32, stamp & 0xFFFFFFFF, len(data),
-                                   len(data)), body, size.to_bytes(4, "little")])
+    parts[0] = EPB_HEAD.pack(6, size, 0, stamp >> 32, stamp & 0xFFFFFFFF, len(data), len(data))
+    parts.append(size.to_bytes(4, "little"))
+    return b"".join(parts)
 
 
 class PcapOut:
     """Writes the export: a file, or a fifo Wireshark reads while it is written (`flush_each`)."""
 
     def __init__(self, path: str | BinaryIO, flush_each: bool = False) -> None:
-        self.stream: BinaryIO = open(path, "wb") if isinstance(path, str) else path
+        # a file takes the blocks in large writes (a block is a few kB: the default buffer
+        # would make a system call every few packets)
+        self.stream: BinaryIO = open(path, "wb", buffering=1 << 20) \
+            if isinstance(path, str) else path
         self.flush_each = flush_each
         self.time = 0.0  # of the last packet written
         self.stream.write(header_blocks())
