@@ -32,8 +32,10 @@ from keys.context import REQUEST_TAGS, KeyContext
 from keys.keystore import Keystore
 from layers.apdu.base import APDU, CIPHERED_TAGS
 from layers.expert import Finding, add_finding, own_findings
+from layers.fastapdu import FastApdu
+from layers.fasthdlc import decode_frame
 from layers.hdlc import HDLC, LLC
-from layers.hdlc_bytes import clean_frame, control_kind, decode_address
+from layers.hdlc_bytes import clean_frame, control_kind, decode_address, parse_header
 from layers.iec62056_21 import ModeE
 from layers.mbus import MBus, mbus_segment
 from layers.wrapper import Wrapper
@@ -200,6 +202,10 @@ class Dissector:
         data = pdu.data
         head = clean_frame(data) if not pdu.findings else None
         frame: Packet | None = None
+        fast = None  # a frame without an information field, read without its Packet
+        if head is None and not pdu.findings and self.FAST_PATH:
+            fast = decode_frame(data)
+            head = parse_header(data) if fast is not None else None
         if head is not None:  # its Packet only when asked for (or given a finding)
             dst, src, control = head.destination, head.source, head.control
             raw_info, segmented, fcs_bad = data[head.info:-3], bool(data[1] & 0x08), False
@@ -221,7 +227,7 @@ class Dissector:
             self.tracker.close(link)
             self.hdlc.drop(link)
         if kind not in ("I", "UI") or not raw_info or fcs_bad:
-            yield self._frame_only(pdu, frame or _hdlc_frame(pdu), link, direction)
+            yield self._frame_only(pdu, frame, link, direction, fast)
             return
         done = self.hdlc.feed((link, src, dst), raw_info, segmented,
                               pdu.frames[0] if pdu.frames else 0)
@@ -267,10 +273,19 @@ class Dissector:
         return ApduRecord(self.count, pdu.frames, pdu.time, link, direction, packet, "link",
                           findings=findings, name=name)
 
-    def _frame_only(self, pdu: Pdu, frame: Packet, link: str, direction: str) -> ApduRecord:
-        """An HDLC frame with no APDU (SNRM, UA, RR, DISC, DM, FRMR): a record of its own."""
+    def _frame_only(self, pdu: Pdu, frame: Packet | None, link: str, direction: str,
+                    fast: FastApdu | None = None) -> ApduRecord:
+        """An HDLC frame with no APDU (SNRM, UA, RR, DISC, DM, FRMR): a record of its own;
+        read without its Packet (`layers.fasthdlc`) when `frame` was not built and it can be."""
         self.count += 1
-        return ApduRecord(self.count, pdu.frames, pdu.time, link, direction, frame, "hdlc")
+        if frame is None and fast is None and self.FAST_PATH:
+            fast = decode_frame(pdu.data)
+        if frame is None and fast is not None:
+            view = FastView(pdu.data, fast, None, lambda: _hdlc_frame(pdu))
+            return ApduRecord(self.count, pdu.frames, pdu.time, link, direction, None, "hdlc",
+                              fast=view)
+        return ApduRecord(self.count, pdu.frames, pdu.time, link, direction,
+                          frame or _hdlc_frame(pdu), "hdlc")
 
     def _apdu(self, pdu: Pdu, data: bytes, link: str, direction: str,
               frame_packets: list[Packet] | Callable[[], list[Packet]], transport: str,

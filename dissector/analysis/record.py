@@ -99,7 +99,8 @@ class ApduRecord:
     def link_message(self) -> bool:
         """A link-layer message with no APDU: an HDLC frame of its own (SNRM, UA, RR, DISC,
         DM, FRMR), an M-Bus ACK or short frame, a mode E sign-on line."""
-        return self.transport == "link" or (self.fast is None and isinstance(self.built, HDLC))
+        return self.transport == "link" or (
+            self.transport == "hdlc" and self.apdu.startswith("hdlc-"))
 
     @property
     def envelope(self) -> Any:

@@ -174,7 +174,8 @@ def pcap_item(rec: ApduRecord, info: str | None = None, as_json: dict[str, Any] 
     has made already is reused: `info` (`text.summary_info`), `as_json` (the record's JSON
     object) and `body` (the record's JSON text after the number, `jsonout.record_text`)."""
     link = rec.link_message
-    data = captured(rec.packet) if link else apdu_bytes(rec)
+    data = (rec.fast.data if rec.fast is not None else captured(rec.packet)) if link \
+        else apdu_bytes(rec)
     if body is None:
         body = record_text(rec, as_json)
     if info is None:
