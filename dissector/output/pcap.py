@@ -104,14 +104,15 @@ def captured(pkt: Any) -> bytes:
 
 
 def _comment(rec: ApduRecord, plain: bool) -> str:
-    words = [f"frames {','.join(map(str, rec.frames))}", f"link {rec.link}", rec.apdu]
+    """The comment for people: frames, link, APDU, key and verdict, what was withheld."""
+    text = f"frames {','.join(map(str, rec.frames))}; link {rec.link}; {rec.apdu}"
     sec = rec.security()
     if sec is not None:
-        words.append(f"key={sec['key_kind']} {VERDICTS[sec['tag_verified']]}")
-        words.append("deciphered" if plain else "still ciphered")
-    if any(f.code == "output.key-withheld" for f in rec.findings):
-        words.append("dedicated key withheld (zeroed)")
-    return "; ".join(words)
+        text += (f"; key={sec['key_kind']} {VERDICTS[sec['tag_verified']]}; "
+                 f"{'deciphered' if plain else 'still ciphered'}")
+    if rec.findings and any(f.code == "output.key-withheld" for f in rec.findings):
+        text += "; dedicated key withheld (zeroed)"
+    return text
 
 
 def _ip_sum(words: bytes) -> int:
