@@ -102,7 +102,7 @@ def _apdu(name: str, text: str, summary: str, invoke_id: int | None,
 class _Variant:
     """What every variant of one layer class writes first: its name, tag and choice."""
 
-    __slots__ = ("choice", "choice_name", "layer", "prefix", "tag", "tag_name")
+    __slots__ = ("choice", "choice_name", "layer", "opening", "prefix", "tag", "tag_name")
 
     def __init__(self, cls: type[Packet]) -> None:
         self.layer: str = cls.apdu_name
@@ -112,10 +112,12 @@ class _Variant:
         choice = field_of(cls, "choice").default if has_choice else None
         self.choice: int | None = choice
         self.choice_name = named_values(cls, "choice")[choice] if choice is not None else None
-        self.prefix = (f'{{"layer": {json_string(self.layer)}, '
-                       f'"tag": {named_text(self.tag, self.tag_name)}, "choice": '
-                       f'{named_text(choice or 0, self.choice_name)}, '
-                       '"invoke_id_and_priority": ')
+        # the JSON text of the object so far: layer and tag; then choice and invoke-id
+        self.opening = (f'{{"layer": {json_string(self.layer)}, '
+                        f'"tag": {named_text(self.tag, self.tag_name)}')
+        self.prefix = "" if choice is None else (
+            f'{self.opening}, "choice": {named_text(choice, self.choice_name)}, '
+            '"invoke_id_and_priority": ')
 
     def head(self, inv: int) -> str:
         """layer, tag, choice and invoke-id-and-priority, as `packet_fields` writes them
@@ -431,12 +433,6 @@ def _action_response(buf: bytes) -> FastApdu:
                  state[1])
 
 
-#: What the JSON text of a data-notification starts with: its layer and tag.
-_NOTIFICATION_HEAD = (f'{{"layer": {json_string(_NOTIFICATION.layer)}, '
-                      f'"tag": {named_text(_NOTIFICATION.tag, _NOTIFICATION.tag_name)}, '
-                      '"long_invoke_id_and_priority": ')
-
-
 def _data_notification(buf: bytes) -> FastApdu:
     """data-notification: date-time `00`, `0C` + 12 bytes (a Data tag `09` before it kept), or
     any other length; then the body."""
@@ -454,7 +450,8 @@ def _data_notification(buf: bytes) -> FastApdu:
     state: list[Any] = [0, None]
     body, pos = read_data(buf, end, 1, state)
     _end(buf, pos)
-    fields = (f'{_NOTIFICATION_HEAD}{long_inv}, "date_time_type": '
+    fields = (f'{_NOTIFICATION.opening}, "long_invoke_id_and_priority": {long_inv}, '
+              f'"date_time_type": '
               f'{"null" if lead is None else _DATE_TYPE_NAMES[lead]}, '
               f'"date_time_length": {n}, "date_time": "{when.hex().upper()}", '
               f'"notification_body": {body}}}')

@@ -81,8 +81,7 @@ def _security_text(sec: dict[str, Any] | None) -> str:
         ', "control": ', _scalar(control), ', "suite": ', _scalar(suite),
         ', "authenticated": ', _truth(auth), ', "encrypted": ', _truth(enc),
         ', "broadcast": ', _truth(broadcast), ', "compressed": ', _truth(compressed),
-        ', "invocation_counter": ', _scalar(ic), ', "system_title": ',
-        "null" if title is None else _scalar(title),
+        ', "invocation_counter": ', _scalar(ic), ', "system_title": ', _scalar(title),
         ', "key_kind": ', _name(kind) if type(kind) is str else _scalar(kind),
         ', "key_name": ', _name(name) if type(name) is str else _scalar(name),
         ', "tag_verified": ', _truth(verified), "}"))

@@ -182,12 +182,11 @@ def pcap_item(rec: ApduRecord, info: str | None = None, as_json: dict[str, Any] 
     if info is None:
         info = summary_info(rec)
     summary = encode_basestring_ascii(info)
+    people = _comment(rec, rec.plaintext() is not None)
     if len(body) + len(summary) + 14 <= CHUNK:  # one comment (the common case: one copy)
-        comments: tuple[str, ...] = (_comment(rec, rec.plaintext() is not None),
-                                     f'{JSON_MARK}{{"summary": {summary}, {body}')
+        comments: tuple[str, ...] = (people, f'{JSON_MARK}{{"summary": {summary}, {body}')
     else:
-        comments = (_comment(rec, rec.plaintext() is not None),
-                    *json_comments(f'{{"summary": {summary}, {body}'))
+        comments = (people, *json_comments(f'{{"summary": {summary}, {body}'))
     if link:  # no APDU for a DLMS dissector: the link frame as it came, under its own type
         return _not_udp(data, rec.direction), rec.time, comments
     return frame_bytes(data, rec.direction), rec.time, comments
