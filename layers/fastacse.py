@@ -1,11 +1,12 @@
 """The ACSE APDUs (AARQ, AARE, RLRQ, RLRE) and the plain InitiateRequest/InitiateResponse read
 without Scapy Packets: the same results as the Packet path (`APDU(data)`).
 
-`decode_acse(data)` gives a `FastAcse`: the `packet_fields` JSON, `mysummary()` and the facts
-the association tracker and the key context read of the packet (titles, mechanism, result,
-...). A user-information holding a plain initiate is read by `decode_initiate`; one holding a
-ciphered envelope is left ciphered (`envelope_bytes`, `open_envelope()`; `fields_with` puts
-the deciphered APDU where `packet_fields` does). Anything the Packet path would attach a
+`decode_acse(data)` gives a `FastAcse`: the `packet_fields` JSON as text (what `json.dumps`
+writes, made without the dict), `mysummary()` and the facts the association tracker and the
+key context read of the packet (titles, mechanism, result, ...). A user-information holding a
+plain initiate is read by `decode_initiate`; one holding a ciphered envelope is left ciphered
+(`envelope_bytes`, `open_envelope()`; `text_with` puts the deciphered APDU's text where
+`packet_fields` does). Anything the Packet path would attach a
 finding to, and any component not read here, gives None: the Packet path decides.
 tests/test_fast_acse.py proves the two agree.
 
@@ -15,6 +16,7 @@ layers' own `mysummary` (and properties) on stand-ins holding the values read he
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -29,9 +31,10 @@ from .apdu.initiate import InitiateRequest, InitiateResponse
 from .fast_axdr import (
     Unsure,
     field_of,
-    json_text,
+    json_string,
     layer_name,
-    named,
+    named_text,
+    named_texts,
     named_values,
     read_length,
     read_or_none,
@@ -61,12 +64,14 @@ class FastInitiate(FastApdu):
 @dataclass(frozen=True, slots=True)
 class FastAcse:
     """An ACSE APDU as the fast path read it; each attribute equals the Packet path's
-    (`getattr(APDU(data), name, None)`), `fields` and `summary` without deciphering. A plain
-    initiate's `fields` is what sits at `user_information_path` in `fields`. Deciphering
-    changes no summary: a record shows `f"{summary} -> {inner.summary}"`, as `ApduRecord.info`."""
+    (`getattr(APDU(data), name, None)`), `fields` and `summary` without deciphering. The
+    `packet_fields` JSON text is `head`, the user-information APDU's JSON, `tail`
+    (`text_with`). Deciphering changes no summary: a record shows
+    `f"{summary} -> {inner.summary}"`, as `ApduRecord.info`."""
 
     name: str  # apdu_name: "aarq", "aare", "rlrq", "rlre"
-    fields: dict[str, Any]  # packet_fields(APDU(data)), the user-information not deciphered
+    head: str  # the fields' JSON text up to the user-information APDU's (all of it if none)
+    tail: str  # what follows the user-information APDU's JSON text ("" if none)
     summary: str  # APDU(data).mysummary() (deciphering does not change it)
     calling_ap_title: bytes | None
     responding_ap_title: bytes | None
@@ -78,7 +83,6 @@ class FastAcse:
     reason: int | None
     initiate: FastInitiate | None  # the plain initiate in user-information
     envelope_bytes: bytes | None  # the ciphered APDU in user-information (read_envelope's input)
-    user_information_path: tuple[str, int, str] | None  # where its APDU sits in `fields`
     # the user-information component's (start, stop) in the APDU's bytes, and where the
     # components begin (after the APDU's tag and length)
     user_information_span: tuple[int, int] | None
@@ -98,6 +102,26 @@ class FastAcse:
         an initiate-request/-response; a ciphered one is reached with `open_envelope`)."""
         return self.initiate
 
+    @property
+    def fields(self) -> dict[str, Any]:
+        """packet_fields(APDU(data)), the user-information not deciphered."""
+        return json.loads(self.text_with(None))
+
+    def text_with(self, apdu_text: str | None) -> str:
+        """The fields' JSON text with `apdu_text` as the user-information APDU's (the envelope
+        with its "deciphered" APDU, as `packet_fields` gives it once the key context
+        deciphered it); None: the APDU as read, not deciphered."""
+        if not self.tail:
+            return self.head
+        if apdu_text is None:
+            if self.initiate is not None:
+                apdu_text = self.initiate.text
+            else:
+                env = read_envelope(self.envelope_bytes)  # type: ignore[arg-type]
+                assert env is not None
+                apdu_text = env.json_text()
+        return self.head + apdu_text + self.tail
+
     def open_envelope(self) -> FastEnvelope | None:
         """A new `FastEnvelope` of the ciphered user-information, its `parent` this APDU (so
         the key context takes the IV title from it), or None when there is none."""
@@ -108,67 +132,58 @@ class FastAcse:
             env.parent = self  # type: ignore[misc]  # an instance attribute over the class's
         return env
 
-    def fields_with(self, deciphered: dict[str, Any] | None) -> dict[str, Any]:
-        """`fields` with the envelope's "deciphered" object, as `packet_fields` gives them once
-        the key context deciphered it (`deciphered`: the plaintext APDU's fields; None when
-        not deciphered). The parts on the path are copied; `fields` is left as it is."""
-        path = self.user_information_path
-        if deciphered is None or path is None or self.envelope_bytes is None:
-            return self.fields
-        out = dict(self.fields)
-        comps = out[path[0]] = list(out[path[0]])
-        comp = comps[path[1]] = dict(comps[path[1]])
-        env = comp[path[2]] = dict(comp[path[2]])
-        env["deciphered"] = deciphered
-        return out
-
 
 # --------------------------------------------------------------------------- names
 
-_MISSING = object()
-_SHOWN: dict[tuple[int, int, int], str | None] = {}
+_SHOWN: dict[tuple[int, int, int], str] = {}
 
 
-def _shown(fld: Field, pkt: Any, value: int) -> Any:
-    """`value` of `fld` as `packet_fields` writes it for a packet like `pkt` (a stand-in whose
-    attributes the field's names depend on): the field's own words when they say more than
-    the number."""
+def _shown(fld: Field, pkt: Any, value: int) -> str:
+    """`value` of `fld` as JSON text, as `packet_fields` writes it for a packet like `pkt` (a
+    stand-in whose attributes the field's names depend on): the field's own words when they
+    say more than the number."""
     key = (id(fld), id(pkt), value)
-    name = _SHOWN.get(key, _MISSING)
-    if name is _MISSING:
+    text = _SHOWN.get(key)
+    if text is None:
         shown = fld.i2repr(pkt, value)
         name = shown if isinstance(shown, str) and shown not in (str(value), hex(value)) \
             and not shown.startswith("0x") else None
         if len(_SHOWN) >= 4096:
             _SHOWN.clear()
-        _SHOWN[key] = name
-    return value if name is None else {"value": value, "name": name}
+        text = _SHOWN[key] = named_text(value, name)
+    return text
+
+
+def _hex(value: bytes) -> str:
+    """Bytes as `packet_fields` writes them, as JSON text."""
+    return f'"{value.hex().upper()}"'
 
 
 class _Spec:
     """What one component class writes: its layer name, the names of its tag bytes, its value
     field (the last one; its name is the JSON key), and how it is read."""
 
-    __slots__ = ("cls", "inner", "key", "layer", "read", "tags", "value")
+    __slots__ = ("cls", "inner", "key", "opening", "read", "tags", "value")
 
     def __init__(self, cls: type, read: Callable[..., Any]) -> None:
         self.cls = cls
-        self.layer = layer_name(cls)
-        self.tags = named_values(cls, "ber_tag")
+        self.opening = f'{{"layer": {json_string(layer_name(cls))}, "ber_tag": '
+        self.tags = named_texts(cls, "ber_tag")
         has_inner = any(f.name == "inner_tag" for f in cls.fields_desc)
-        self.inner = named_values(cls, "inner_tag") if has_inner else None
+        self.inner = named_texts(cls, "inner_tag") if has_inner else None
         self.value: Any = cls.fields_desc[-1]
-        self.key: str = self.value.name
+        self.key = f", {json_string(self.value.name)}: "
         self.read = read
 
-    def head(self, tag: int, size: int) -> dict[str, Any]:
-        return {"layer": self.layer, "ber_tag": named(self.tags, tag), "length": size}
+    def head(self, tag: int, size: int) -> str:
+        """The component's JSON text up to its length (no closing brace)."""
+        return f'{self.opening}{self.tags[tag]}, "length": {size}'
 
 
 # --------------------------------------------------------------------------- components
 # A reader takes (spec, buffer, tag, content start, content end, kind stand-in) and gives the
-# component's JSON and its value (what the APDU's properties and summary read).
-_Read = tuple[dict[str, Any], Any]
+# component's JSON text and its value (what the APDU's properties and summary read).
+_Read = tuple[str, Any]
 
 
 def _inner(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
@@ -185,43 +200,39 @@ def _inner(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
     return inner, size, start
 
 
-def _wrapped(spec: _Spec, buf: bytes, tag: int, pos: int, end: int
-             ) -> tuple[dict[str, Any], int]:
-    """The JSON of an EXPLICIT component up to its inner length, and where its value starts."""
+def _wrapped(spec: _Spec, buf: bytes, tag: int, pos: int, end: int) -> tuple[str, int]:
+    """The JSON text of an EXPLICIT component up to its value's key, and where its value
+    starts."""
     inner, size, start = _inner(buf, pos, end)
-    out = spec.head(tag, end - pos)
-    out["inner_tag"] = named(spec.inner, inner)  # type: ignore[arg-type]
-    out["inner_length"] = size
-    return out, start
+    return (f'{spec.head(tag, end - pos)}, "inner_tag": {spec.inner[inner]}, '  # type: ignore[index]
+            f'"inner_length": {size}{spec.key}'), start
 
 
 def _octets(spec: _Spec, buf: bytes, tag: int, pos: int, end: int, kind: Any) -> _Read:
-    out, start = _wrapped(spec, buf, tag, pos, end)
+    text, start = _wrapped(spec, buf, tag, pos, end)
     value = buf[start:end]
-    out[spec.key] = value.hex().upper()
-    return out, value
+    return f"{text}{_hex(value)}}}", value
 
 
 def _integer(spec: _Spec, buf: bytes, tag: int, pos: int, end: int, kind: Any) -> _Read:
-    out, start = _wrapped(spec, buf, tag, pos, end)
+    text, start = _wrapped(spec, buf, tag, pos, end)
     value = int.from_bytes(buf[start:end], "big", signed=True)
-    out[spec.key] = _shown(spec.value, None, value)
-    return out, value
+    return f"{text}{_shown(spec.value, None, value)}}}", value
 
 
 def _result(spec: _Spec, buf: bytes, tag: int, pos: int, end: int, kind: Any) -> _Read:
-    out, value = _integer(spec, buf, tag, pos, end, kind)
+    text, value = _integer(spec, buf, tag, pos, end, kind)
     if value not in ac.ASSOCIATION_RESULTS:
         raise Unsure("association result")
-    return out, value
+    return text, value
 
 
 def _context(spec: _Spec, buf: bytes, tag: int, pos: int, end: int, kind: Any) -> _Read:
-    out, oid = _octets(spec, buf, tag, pos, end, kind)
+    text, oid = _octets(spec, buf, tag, pos, end, kind)
     ctx = dlms_id(oid, APPLICATION_CONTEXT_OID)
     if ctx not in ac.APPLICATION_CONTEXTS:
         raise Unsure("application context")
-    return out, ctx  # type: ignore[return-value]
+    return text, ctx
 
 
 def _mechanism(spec: _Spec, buf: bytes, tag: int, pos: int, end: int, kind: Any) -> _Read:
@@ -229,18 +240,14 @@ def _mechanism(spec: _Spec, buf: bytes, tag: int, pos: int, end: int, kind: Any)
     mech = dlms_id(oid, MECHANISM_OID)
     if mech not in MECHANISMS:
         raise Unsure("mechanism")
-    out = spec.head(tag, end - pos)
-    out[spec.key] = oid.hex().upper()
-    return out, mech  # type: ignore[return-value]
+    return f"{spec.head(tag, end - pos)}{spec.key}{_hex(oid)}}}", mech
 
 
 def _bits(spec: _Spec, buf: bytes, tag: int, pos: int, end: int, kind: Any) -> _Read:
     if end <= pos:
         raise Unsure("no unused-bits octet")
-    out = spec.head(tag, end - pos)
-    out["unused_bits"] = buf[pos]
-    out[spec.key] = buf[pos + 1:end].hex().upper()
-    return out, None
+    return (f'{spec.head(tag, end - pos)}, "unused_bits": {buf[pos]}{spec.key}'
+            f'{_hex(buf[pos + 1:end])}}}'), None
 
 
 def _raw(spec: _Spec, buf: bytes, tag: int, pos: int, end: int, kind: Any) -> _Read:
@@ -250,9 +257,7 @@ def _raw(spec: _Spec, buf: bytes, tag: int, pos: int, end: int, kind: Any) -> _R
         size, start = read_length(buf, pos + 1)
         if start + size > end:
             raise Unsure("inner TLV runs past the component")
-    out = spec.head(tag, end - pos)
-    out[spec.key] = buf[pos:end].hex().upper()
-    return out, None
+    return f"{spec.head(tag, end - pos)}{spec.key}{_hex(buf[pos:end])}}}", None
 
 
 def _diagnostic(spec: _Spec, buf: bytes, tag: int, pos: int, end: int, kind: Any) -> _Read:
@@ -262,54 +267,46 @@ def _diagnostic(spec: _Spec, buf: bytes, tag: int, pos: int, end: int, kind: Any
     size, start = read_length(buf, pos + 1)
     if start + size != end:
         raise Unsure("diagnostic source length")
-    out = spec.head(tag, end - pos)
-    out["source_tag"] = named(_SOURCE_NAMES, source)
-    out["source_length"] = size
+    head = (f'{spec.head(tag, end - pos)}, "source_tag": {_SOURCE_NAMES[source]}, '
+            f'"source_length": {size}')
     inner, size, start = _inner(buf, start, end)
     value = int.from_bytes(buf[start:end], "big", signed=True)
     diagnostic = _DIAGNOSTICS.get((source, value))
     if diagnostic is None:
         raise Unsure("diagnostic source or value")
-    out["inner_tag"] = named(spec.inner, inner)  # type: ignore[arg-type]
-    out["inner_length"] = size
-    out[spec.key] = _shown(spec.value, _SOURCE_STAND_INS[source], value)
-    return out, diagnostic
+    return (f'{head}, "inner_tag": {spec.inner[inner]}, "inner_length": {size}'  # type: ignore[index]
+            f'{spec.key}{_shown(spec.value, _SOURCE_STAND_INS[source], value)}}}'), diagnostic
 
 
 def _reason(spec: _Spec, buf: bytes, tag: int, pos: int, end: int, kind: Any) -> _Read:
     value = int.from_bytes(buf[pos:end], "big", signed=True)
-    out = spec.head(tag, end - pos)
-    out[spec.key] = _shown(spec.value, kind, value)
-    return out, value
+    return f"{spec.head(tag, end - pos)}{spec.key}{_shown(spec.value, kind, value)}}}", value
 
 
 def _user_information(spec: _Spec, buf: bytes, tag: int, pos: int, end: int, kind: Any) -> _Read:
-    """Its JSON and (inner tag or None, the FastInitiate, the envelope's bytes)."""
-    out, start = _wrapped(spec, buf, tag, pos, end)
+    """Its JSON text up to its APDU's (the whole component when it holds none) and (inner tag
+    or None, the FastInitiate, the envelope's bytes)."""
+    text, start = _wrapped(spec, buf, tag, pos, end)
     if start == end:  # no APDU (whatever the inner tag)
-        out[spec.key] = None
-        return out, (None, None, None)
+        return f"{text}null}}", (None, None, None)
     if buf[pos] != 0x04:
         raise Unsure("user-information not an OCTET STRING")
     inner = buf[start:end]
     first = inner[0]
     if first in _ENVELOPE_TAGS:
-        env = read_envelope(inner)
-        if env is None:
+        if read_envelope(inner) is None:
             raise Unsure("envelope")
-        out[spec.key] = env.json_fields()
-        return out, (first, None, inner)
+        return text, (first, None, inner)
     initiate = _INITIATES.get(first)
     got = initiate(inner) if initiate is not None else None
     if got is None:
         raise Unsure("user-information APDU")
-    out[spec.key] = got.fields
-    return out, (first, got, None)
+    return text, (first, got, None)
 
 
 #: The envelopes read inside user-information (glo-/ded-initiate, general-glo/ded-ciphering).
 _ENVELOPE_TAGS = frozenset({0x21, 0x28, 0x41, 0x48, 0xDB, 0xDC})
-_SOURCE_NAMES = named_values(ac.ResultSourceDiagnostic, "source_tag")
+_SOURCE_NAMES = named_texts(ac.ResultSourceDiagnostic, "source_tag")
 _SOURCE_STAND_INS = {tag: _NS(source_tag=tag) for tag in ac.DIAGNOSTIC_SOURCES}
 #: (source tag, value) -> the `diagnostic` property, for the values that take no finding.
 _DIAGNOSTICS = {(tag, v): ac.ResultSourceDiagnostic.diagnostic.fget(_NS(source_tag=tag, value=v))
@@ -386,13 +383,15 @@ _WORDS: dict[type, Callable[[Any, Any], str]] = {
 class _Kind:
     """One ACSE APDU class: its names, its component readers by tag, what it must hold."""
 
-    __slots__ = ("layer", "mandatory", "name", "readers", "stand_in", "tag", "tag_name")
+    __slots__ = ("layer", "mandatory", "name", "opening", "readers", "stand_in", "tag")
 
     def __init__(self, cls: type[ACSEAPDU]) -> None:
         self.name = cls.apdu_name
         self.layer = layer_name(cls)
         self.tag = cls.apdu_tag
-        self.tag_name = named_values(cls, "tag")[self.tag]
+        tag_name = named_values(cls, "tag")[self.tag]
+        self.opening = (f'{{"layer": {json_string(self.name)}, "tag": {{"value": {self.tag}, '
+                        f'"name": {json.dumps(tag_name)}}}, "length": ')
         self.readers = {tag: _SPECS[comp] for tag, comp in COMPONENTS[cls.kind].items()
                         if comp in _SPECS}
         self.mandatory = frozenset(cls.mandatory)
@@ -408,7 +407,7 @@ def _acse(buf: bytes) -> FastAcse:
     end = len(buf)
     if pos + size != end:
         raise Unsure("APDU length")
-    comps: list[dict[str, Any]] = []
+    texts: list[str] = []
     values: dict[type, Any] = {}
     readers = kind.readers
     user_at = span = None
@@ -422,10 +421,10 @@ def _acse(buf: bytes) -> FastAcse:
         stop = start + n
         if stop > end or spec.cls in values:
             raise Unsure("component length or repeated component")
-        out, values[spec.cls] = spec.read(spec, buf, tag, start, stop, kind.stand_in)
+        text, values[spec.cls] = spec.read(spec, buf, tag, start, stop, kind.stand_in)
         if spec.cls is ac.UserInformation:
-            user_at, span = len(comps), (pos, stop)
-        comps.append(out)
+            user_at, span = len(texts), (pos, stop)
+        texts.append(text)
         pos = stop
     if not kind.mandatory.issubset(values):
         raise Unsure("mandatory component missing")
@@ -434,47 +433,56 @@ def _acse(buf: bytes) -> FastAcse:
     said = {cls: _Said(words(values[cls] if cls is not ac.UserInformation else user_tag,
                              stand_in), values[cls] if cls is ac.MechanismName else None)
             for cls, words in _WORDS.items() if cls in values}
-    fields = {"layer": kind.name, "tag": {"value": kind.tag, "name": kind.tag_name},
-              "length": size, "components": comps}
-    path = ("components", user_at, "apdu") if user_tag is not None else None
-    return FastAcse(kind.name, fields, ACSEAPDU.mysummary(_NS(name=kind.layer, component=said.get)),
+    opening = f"{kind.opening}{size}, \"components\": ["
+    if user_tag is None:  # no APDU in user-information: the whole text
+        head, tail = f"{opening}{', '.join(texts)}]}}", ""
+    else:  # split where the user-information's APDU goes
+        head = opening + ", ".join(texts[:user_at + 1])  # type: ignore[operator]
+        tail = "}" + "".join(f", {t}" for t in texts[user_at + 1:]) + "]}"  # type: ignore[operator]
+    return FastAcse(kind.name, head, tail,
+                    ACSEAPDU.mysummary(_NS(name=kind.layer, component=said.get)),
                     values.get(ac.CallingAPTitle), values.get(ac.RespondingAPTitle),
                     values.get(ac.MechanismName), values.get(ac.ApplicationContextName),
                     values.get(ac.AuthenticationValue), values.get(ac.AssociationResult),
                     values.get(ac.ResultSourceDiagnostic), values.get(ac.ReleaseReason),
-                    initiate, envelope, path, span, components_at)  # type: ignore[arg-type]
+                    initiate, envelope, span, components_at)  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- initiate
 
 class _Initiate:
-    """What one initiate class writes: names of its tag, usage flags and enumerations; the
-    names of the fields both initiates end with (`_negotiation`: `qos`, its usage flag
-    `qos_present`, `version`, `size`) and how many bytes follow the size (`trailing`)."""
+    """What one initiate class writes: its opening (layer and tag), the names of its tag,
+    usage flags and enumerations as JSON text; the keys of the fields both initiates end
+    with (`_negotiation`: `qos`, its usage flag `qos_present`, `version`, `size`) and how many
+    bytes follow the size (`trailing`)."""
 
-    __slots__ = ("conformance", "layer", "names", "qos", "qos_present", "size", "tag", "texts",
-                 "trailing", "version")
+    __slots__ = ("conformance", "layer", "names", "opening", "qos", "qos_names", "qos_present",
+                 "size", "texts", "trailing", "version")
 
     def __init__(self, cls: type, named_fields: tuple[str, ...], *, qos: str, version: str,
                  size: str, trailing: int) -> None:
         self.layer: str = cls.apdu_name
-        self.tag: dict[str, Any] = named(named_values(cls, "tag"), cls.apdu_tag)
-        self.qos = qos
-        self.qos_present = f"{qos}_present"
-        self.version = version
-        self.size = size
+        tag_name = named_values(cls, "tag")[cls.apdu_tag]
+        self.opening = (f'{{"layer": {json_string(self.layer)}, "tag": '
+                        f'{named_text(cls.apdu_tag, tag_name)}')
+        self.qos = f", {json_string(qos)}: "
+        self.qos_present = f", {json_string(qos + '_present')}: "
+        self.version = f", {json_string(version)}: "
+        self.size = f", {json_string(size)}: "
         self.trailing = trailing
-        self.names = {n: named_values(cls, n) for n in (*named_fields, self.qos_present)}
+        self.names = {n: named_texts(cls, n) for n in named_fields}
+        self.qos_names = named_texts(cls, f"{qos}_present")
         self.conformance = field_of(cls, "conformance")
         self.texts: dict[int, str] = {}
 
     def conformance_text(self, value: int) -> str:
-        """The conformance bits as `packet_fields` writes them (the FlagValue's text)."""
+        """The conformance bits as `packet_fields` writes them (the FlagValue's text), as a
+        JSON string."""
         text = self.texts.get(value)
         if text is None:
             if len(self.texts) >= 1024:
                 self.texts.clear()
-            text = self.texts[value] = str(self.conformance.m2i(None, value))
+            text = self.texts[value] = json_string(str(self.conformance.m2i(None, value)))
         return text
 
 
@@ -492,45 +500,39 @@ def _signed(b: int) -> int:
     return b - 256 if b > 127 else b
 
 
-def _conformance(buf: bytes, pos: int, out: dict[str, Any], how: _Initiate) -> tuple[int, int]:
-    """The conformance block at `pos` (tag 5F1F, length 4): its value and where it ends."""
-    if buf[pos] != 0x5F or buf[pos + 1] != 0x1F or buf[pos + 2] != 4 or len(buf) < pos + 7:
-        raise Unsure("conformance block")
-    value = int.from_bytes(buf[pos + 4:pos + 7], "big")
-    out["conformance_tag"] = 0x5F1F
-    out["conformance_length"] = 4
-    out["conformance_unused_bits"] = buf[pos + 3]
-    out["conformance"] = how.conformance_text(value)
-    return value, pos + 7
-
-
-def _negotiation(buf: bytes, pos: int, out: dict[str, Any], how: _Initiate
+def _negotiation(buf: bytes, pos: int, out: list[str], how: _Initiate
                  ) -> tuple[int, int, int]:
     """What an initiate-request and -response both end with, from `pos`: the quality of
     service ([0] IMPLICIT Integer8 OPTIONAL), the DLMS version (Unsigned8), the conformance
-    block and the max receive PDU size (Unsigned16), then `how.trailing` bytes and no more.
-    Written into `out` under `how`'s names; gives the version, the conformance and the size."""
+    block (tag 5F1F, length 4) and the max receive PDU size (Unsigned16), then
+    `how.trailing` bytes and no more. Its JSON text is added to `out` under `how`'s keys;
+    gives the version, the conformance and the size."""
     flag = buf[pos]
-    out[how.qos_present] = named(how.names[how.qos_present], flag)
+    out += (how.qos_present, how.qos_names[flag])
     pos += 1
     if flag:
-        out[how.qos] = _signed(buf[pos])
+        out += (how.qos, str(_signed(buf[pos])))
         pos += 1
     version = buf[pos]
-    out[how.version] = version
-    conformance, pos = _conformance(buf, pos + 1, out, how)
+    pos += 1
+    if buf[pos] != 0x5F or buf[pos + 1] != 0x1F or buf[pos + 2] != 4 or len(buf) < pos + 7:
+        raise Unsure("conformance block")
+    conformance = int.from_bytes(buf[pos + 4:pos + 7], "big")
+    out += (how.version, str(version), ', "conformance_tag": 24351, "conformance_length": 4, '
+            '"conformance_unused_bits": ', str(buf[pos + 3]), ', "conformance": ',
+            how.conformance_text(conformance))
+    pos += 7
     if pos + 2 + how.trailing != len(buf):
         raise Unsure(f"{how.layer} length")
     size = (buf[pos] << 8) | buf[pos + 1]
-    out[how.size] = size
+    out += (how.size, str(size))
     return version, conformance, size
 
 
 def _initiate_request(buf: bytes) -> FastInitiate:
     names = _REQUEST.names
-    out: dict[str, Any] = {"layer": _REQUEST.layer, "tag": dict(_REQUEST.tag)}
     flag = buf[1]
-    out["dedicated_key_present"] = named(names["dedicated_key_present"], flag)
+    out = [_REQUEST.opening, ', "dedicated_key_present": ', names["dedicated_key_present"][flag]]
     key = None
     pos = 2
     if flag:
@@ -538,31 +540,31 @@ def _initiate_request(buf: bytes) -> FastInitiate:
         key = buf[pos:pos + n]
         if len(key) != n:
             raise Unsure("dedicated key truncated")
-        out["dedicated_key_length"] = n
-        out["dedicated_key"] = key.hex().upper()
+        out += (', "dedicated_key_length": ', str(n), ', "dedicated_key": ', _hex(key))
         pos += n
     flag = buf[pos]
-    out["response_allowed_present"] = named(names["response_allowed_present"], flag)
+    out += (', "response_allowed_present": ', names["response_allowed_present"][flag])
     pos += 1
     if flag:
-        out["response_allowed"] = named(names["response_allowed"], buf[pos])
+        out += (', "response_allowed": ', names["response_allowed"][buf[pos]])
         pos += 1
     version, conformance, size = _negotiation(buf, pos, out, _REQUEST)
+    out.append("}")
     summary = InitiateRequest.mysummary(_NS(proposed_dlms_version=version,
                                             client_max_receive_pdu_size=size,
                                             dedicated_key=key))
-    return FastInitiate(_REQUEST.layer, json_text(out), summary, None, None, None, None, key, size,
-                        conformance, None)
+    return FastInitiate(_REQUEST.layer, "".join(out), summary, None, None, None, None, key,
+                        size, conformance, None)
 
 
 def _initiate_response(buf: bytes) -> FastInitiate:
-    out: dict[str, Any] = {"layer": _RESPONSE.layer, "tag": dict(_RESPONSE.tag)}
+    out = [_RESPONSE.opening]
     version, conformance, size = _negotiation(buf, 1, out, _RESPONSE)
     vaa = (buf[-2] << 8) | buf[-1]
-    out["vaa_name"] = _shown(_VAA, None, vaa)
+    out += (', "vaa_name": ', _shown(_VAA, None, vaa), "}")
     summary = InitiateResponse.mysummary(_NS(negotiated_dlms_version=version,
                                              server_max_receive_pdu_size=size, vaa_name=vaa))
-    return FastInitiate(_RESPONSE.layer, json_text(out), summary, None, None, None, None,
+    return FastInitiate(_RESPONSE.layer, "".join(out), summary, None, None, None, None,
                         None, None, conformance, size)
 
 

@@ -111,16 +111,17 @@ def check_acse(data: bytes) -> FastAcse | None:
     user = pkt.user_information
     env = fast.open_envelope()
     if fast.envelope_bytes is None:
-        assert env is None and fast.fields_with({"layer": "x"}) is fast.fields
-        if user is None:
-            assert fast.initiate is None and fast.user_information_path is None
+        assert env is None
+        if user is None:  # no APDU to put in: the text is whole
+            assert fast.initiate is None
+            assert fast.text_with('{"layer": "x"}') == fast.text_with(None)
         else:
             assert fast.initiate is not None and fast.initiate == check_initiate(user.original)
+            assert fast.text_with(fast.initiate.text) == fast.text_with(None)
     else:
         assert fast.initiate is None and fast.envelope_bytes == bytes(user.original)
         assert env is not None and env.parent is fast
-        path = fast.user_information_path
-        assert path is not None and fast.fields[path[0]][path[1]][path[2]] == env.json_fields()
+        assert fast.text_with(env.json_text()) == fast.text_with(None)
         assert _text(env.json_fields()) == _text(packet_fields(user))
         # the IV title the key context takes for it: the enclosing APDU's, as for the Packet
         ctx = KeyContext(Keystore())
@@ -187,7 +188,11 @@ def check_sample(sample: Sample) -> FastAcse | None:
             assert findings_of(APDU(sample.plaintext)), sample.plaintext.hex()
             return fast
     before = _text(fast.fields)
-    assert _text(fast.fields_with(inner.fields if inner else None)) == sample.fields
+    env = fast.open_envelope()
+    apdu_text = inner.text if inner is not None else None
+    if env is not None:
+        apdu_text = env.json_text(apdu_text)
+    assert fast.text_with(apdu_text) == sample.fields  # byte for byte, as json.dumps writes it
     assert _text(fast.fields) == before  # its own fields are left as they are
     assert fast.summary == sample.summary  # deciphering does not change the summary
     return fast

@@ -13,14 +13,17 @@ from pathlib import Path
 
 import pytest
 from conftest import CORPUS, ROOT, corpus_path
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dissector.analysis import fastpath
 from dissector.analysis.capture import dissect_capture
 from dissector.analysis.pipeline import Dissector
 from dissector.cli.main import main
-from dissector.output.jsonout import encode, record_json, record_text
+from dissector.output.jsonout import encode, findings_text, record_json, record_text, string_text
 from dissector.output.redact import withhold_keys
 from keys.keystore import Keystore, load_keystore
+from layers.expert import Finding
 
 sys.path.insert(0, str(ROOT / "bench"))
 import generate
@@ -140,3 +143,16 @@ def test_record_text_is_the_encoded_record(captures: dict, kind: str) -> None:
         assert record_text(rec) == want, rec.number
         fast += rec.fast is not None and rec.fast.fields_text() is not None
     assert fast > 0.8 * len(recs)  # the text path, not the fallback, was taken
+
+
+@given(st.text())
+def test_string_text_is_the_encoders(text: str) -> None:
+    """The quick JSON string of a text is what the encoder writes, whatever the text holds
+    (quotes, backslashes, control characters, DEL, non-ASCII)."""
+    assert string_text(text) == encode(text)
+
+
+@given(st.lists(st.builds(Finding, st.sampled_from(["error", "warning", "note", "chat"]),
+                          st.text(), st.text()), min_size=1))
+def testfindings_text_is_the_encoded_list(findings: list[Finding]) -> None:
+    assert findings_text(findings) == encode([f.as_dict() for f in findings])

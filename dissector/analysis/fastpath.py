@@ -87,23 +87,19 @@ class FastView:
 
     def json_fields(self) -> dict[str, Any]:
         """The `fields` object of the JSON record, as `packet_fields` gives it."""
-        if self.acse is not None:
-            env = self.envelope
-            return self.acse.fields_with(self.apdu.fields if env is not None and
-                                         self.apdu is not None else None)
-        return json.loads(self.fields_text())  # type: ignore[arg-type]
+        return json.loads(self.fields_text())
 
-    def fields_text(self) -> str | None:
-        """`json.dumps` of `json_fields()`, made without the dict; None for an ACSE APDU
-        (whose fields are a dict)."""
-        if self.acse is not None:
-            return None
+    def fields_text(self) -> str:
+        """`json.dumps` of `json_fields()`, made without the dict."""
         env = self.envelope
         apdu = self.apdu
-        if env is None:
-            assert apdu is not None
-            return apdu.text
-        return env.json_text(apdu.text if apdu is not None else None)
+        text = apdu.text if apdu is not None else None
+        if env is not None:
+            text = env.json_text(text)
+        if self.acse is not None:
+            return self.acse.text_with(text)
+        assert text is not None
+        return text
 
 
 #: AARQ, AARE, RLRQ, RLRE.

@@ -36,29 +36,39 @@ def record_json(rec: ApduRecord) -> dict[str, Any]:
 def record_text(rec: ApduRecord, as_json: dict[str, Any] | None = None) -> str:
     """`encode(record_json(rec))` without its opening `{"number": N, ` (what follows the number
     in a `read --json` line): made without the dicts for a fast record, whose fields come as
-    text (`FastView.fields_text`; an ACSE APDU's dict is encoded); else from `as_json` when
-    the caller has it."""
+    text (`FastView.fields_text`); else from `as_json` when the caller has it."""
     fast = rec.fast
     if fast is None:
         obj = dict(as_json) if as_json is not None else record_json(rec)
         del obj["number"]
         return encode(obj)[1:]
     fields = fast.fields_text()
-    if fields is None:  # an ACSE APDU's fields are a dict
-        fields = encode(as_json["fields"] if as_json is not None else fast.json_fields())
     plain = rec.plaintext()
     inner = rec.inner_name()
     findings = rec.all_findings()
+    frames = rec.frames
+    kind = (rec.direction, rec.transport, rec.apdu)
+    said = _KIND.get(kind)
+    if said is None:
+        said = _remembered(_KIND, kind, "".join((
+            ', "direction": ', _name(kind[0]), ', "transport": ', _name(kind[1]),
+            ', "apdu": ', _name(kind[2]), ', "security": ')))
     return "".join((
-        '"frames": [', ", ".join(map(str, rec.frames)), '], "time": ', _scalar(rec.time),
-        ', "link": ', _name(rec.link), ', "direction": ', _name(rec.direction),
-        ', "transport": ', _name(rec.transport), ', "apdu": ', _name(rec.apdu),
-        ', "security": ', _security_text(rec.security()),
+        '"frames": [', str(frames[0]) if len(frames) == 1 else ", ".join(map(str, frames)),
+        '], "time": ', _scalar(rec.time), ', "link": ', _name(rec.link), said,
+        _security_text(rec.security()),
         ', "plaintext": ', "null" if plain is None else f'"{plain.hex().upper()}"',
         ', "inner": ', "null" if inner is None else _name(inner),
         ', "response_time": ', _scalar(rec.response_time),
         ', "fields": ', fields,
-        ', "expert": ', encode([f.as_dict() for f in findings]) if findings else "[]", "}"))
+        ', "expert": ', findings_text(findings) if findings else "[]", "}"))
+
+
+def findings_text(findings: list[Finding]) -> str:
+    """`encode([f.as_dict() for f in findings])`."""
+    return "[" + ", ".join(
+        f'{{"severity": {_name(f.severity)}, "code": {_name(f.code)}, '
+        f'"message": {string_text(f.message)}}}' for f in findings) + "]"
 
 
 #: The `security` object's members, in order (`ApduRecord.security`).
@@ -75,16 +85,38 @@ def _security_text(sec: dict[str, Any] | None) -> str:
         return encode(sec)
     (envelope, signed, control, suite, auth, enc, broadcast, compressed, ic, title, kind,
      name, verified) = sec.values()
-    return "".join((
-        '{"envelope": ', _name(envelope) if type(envelope) is str else _scalar(envelope),
-        ', "signature_verified": ', _scalar(signed),
-        ', "control": ', _scalar(control), ', "suite": ', _scalar(suite),
-        ', "authenticated": ', _truth(auth), ', "encrypted": ', _truth(enc),
-        ', "broadcast": ', _truth(broadcast), ', "compressed": ', _truth(compressed),
-        ', "invocation_counter": ', _scalar(ic), ', "system_title": ', _scalar(title),
-        ', "key_kind": ', _name(kind) if type(kind) is str else _scalar(kind),
-        ', "key_name": ', _name(name) if type(name) is str else _scalar(name),
-        ', "tag_verified": ', _truth(verified), "}"))
+    head = (envelope, signed, control, suite, auth, enc, broadcast, compressed)
+    said = _HEADS.get(head)
+    if said is None:  # the envelope and what its security control byte says
+        said = _remembered(_HEADS, head, "".join((
+            '{"envelope": ', _scalar(envelope), ', "signature_verified": ', _scalar(signed),
+            ', "control": ', _scalar(control), ', "suite": ', _scalar(suite),
+            ', "authenticated": ', _truth(auth), ', "encrypted": ', _truth(enc),
+            ', "broadcast": ', _truth(broadcast), ', "compressed": ', _truth(compressed),
+            ', "invocation_counter": ')))
+    tail = (kind, name, verified)
+    key = _KEYS.get(tail)
+    if key is None:  # the key and the verdict
+        key = _remembered(_KEYS, tail, "".join((
+            ', "key_kind": ', _scalar(kind), ', "key_name": ', _scalar(name),
+            ', "tag_verified": ', _truth(verified), "}")))
+    return "".join((said, str(ic) if type(ic) is int else _scalar(ic), ', "system_title": ',
+                    _name(title) if type(title) is str else _scalar(title), key))
+
+
+#: JSON texts of what repeats from record to record, by the values they are made of (bounded
+#: caches): the record's direction, transport and APDU; the security object's envelope and
+#: control byte; its key and verdict.
+_KIND: dict[tuple[Any, ...], str] = {}
+_HEADS: dict[tuple[Any, ...], str] = {}
+_KEYS: dict[tuple[Any, ...], str] = {}
+
+
+def _remembered(cache: dict[tuple[Any, ...], str], key: tuple[Any, ...], text: str) -> str:
+    if len(cache) >= 4096:
+        cache.clear()
+    cache[key] = text
+    return text
 
 
 #: JSON strings of the texts records repeat (links, names), made once (bounded).
@@ -99,6 +131,18 @@ def _name(text: str) -> str:
             _NAMES.clear()
         got = _NAMES[text] = _string(text)
     return got
+
+
+#: The characters a JSON string holds as they are (printable ASCII but `"` and `\\`).
+_AS_IS = bytes(c for c in range(0x20, 0x7F) if c not in b'"\\')
+
+
+def string_text(text: str) -> str:
+    """A text as the encoder writes it (a JSON string, ASCII only): at a third of the
+    encoder's cost when it holds nothing to escape, as a summary line does."""
+    if text.isascii() and not text.encode().translate(None, _AS_IS):
+        return f'"{text}"'
+    return _string(text)
 
 
 def _truth(value: Any) -> str:

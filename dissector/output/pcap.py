@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any, BinaryIO
 
 from dissector.analysis.record import ApduRecord
 from dissector.linktypes import LINKTYPE_ETHERNET
-from dissector.output.jsonout import encode, end_event, finding_event, record_text
+from dissector.output.jsonout import encode, end_event, finding_event, record_text, string_text
 from dissector.output.text import VERDICTS, summary_info
 from layers.apdu.acse import ACSEAPDU
 from layers.apdu.acse_components import UserInformation
@@ -78,10 +77,9 @@ def _acse_bytes(tag: bytes, body: bytes) -> bytes:
     return tag + _ber_length(len(body)) + body
 
 
-def apdu_bytes(rec: ApduRecord) -> bytes:
-    """What the export carries of a record: the APDU, deciphered where possible, else (no key,
-    or nothing inside the envelope) as captured."""
-    plain = rec.plaintext()
+def apdu_bytes(rec: ApduRecord, plain: bytes | None) -> bytes:
+    """What the export carries of a record: the APDU, deciphered where possible (`plain`, the
+    record's plaintext), else (no key, or nothing inside the envelope) as captured."""
     fast = rec.fast
     if not plain:
         return fast.data if fast is not None else captured(rec.packet)
@@ -105,14 +103,27 @@ def captured(pkt: Any) -> bytes:
 
 def _comment(rec: ApduRecord, plain: bool) -> str:
     """The comment for people: frames, link, APDU, key and verdict, what was withheld."""
-    text = f"frames {','.join(map(str, rec.frames))}; link {rec.link}; {rec.apdu}"
+    frames = rec.frames
+    text = (f"frames {frames[0] if len(frames) == 1 else ','.join(map(str, frames))}; "
+            f"link {rec.link}; {rec.apdu}")
     sec = rec.security()
     if sec is not None:
-        text += (f"; key={sec['key_kind']} {VERDICTS[sec['tag_verified']]}; "
-                 f"{'deciphered' if plain else 'still ciphered'}")
-    if rec.findings and any(f.code == "output.key-withheld" for f in rec.findings):
+        said = (sec["key_kind"], sec["tag_verified"], plain)
+        key = _KEY_SAID.get(said)
+        if key is None:
+            if len(_KEY_SAID) >= 1024:
+                _KEY_SAID.clear()
+            key = _KEY_SAID[said] = (f"; key={said[0]} {VERDICTS[said[1]]}; "
+                                     f"{'deciphered' if plain else 'still ciphered'}")
+        text += key
+    findings = rec.findings
+    if findings and any(f.code == "output.key-withheld" for f in findings):
         text += "; dedicated key withheld (zeroed)"
     return text
+
+
+#: What the comment for people says of the key, by (key kind, tag verdict, deciphered).
+_KEY_SAID: dict[tuple[Any, Any, bool], str] = {}
 
 
 def _ip_sum(words: bytes) -> int:
@@ -175,14 +186,15 @@ def pcap_item(rec: ApduRecord, info: str | None = None, as_json: dict[str, Any] 
     has made already is reused: `info` (`text.summary_info`), `as_json` (the record's JSON
     object) and `body` (the record's JSON text after the number, `jsonout.record_text`)."""
     link = rec.link_message
+    plain = rec.plaintext()
     data = (rec.fast.data if rec.fast is not None else captured(rec.packet)) if link \
-        else apdu_bytes(rec)
+        else apdu_bytes(rec, plain)
     if body is None:
         body = record_text(rec, as_json)
     if info is None:
         info = summary_info(rec)
-    summary = encode_basestring_ascii(info)
-    people = _comment(rec, rec.plaintext() is not None)
+    summary = string_text(info)
+    people = _comment(rec, plain is not None)
     if len(body) + len(summary) + 14 <= CHUNK:  # one comment (the common case: one copy)
         comments: tuple[str, ...] = (people, f'{JSON_MARK}{{"summary": {summary}, {body}')
     else:
@@ -232,24 +244,30 @@ def header_blocks() -> bytes:
 
 #: Zero bytes that pad to 32 bits, by how many are needed.
 _PAD = (b"", b"\0", b"\0\0", b"\0\0\0")
-_END_OPTION = OPTION.pack(OPT_END, 0)
+#: The end-of-options option, then the block's length again.
+_END = struct.Struct("<HHI")
 
 
 def packet_block(item: PcapItem) -> bytes:
     """An enhanced packet block (microsecond time stamps, the comments as opt_comment)."""
     data, time, comments = item
-    parts = [b"", data, _PAD[-len(data) % 4]]
+    n = len(data)
+    pad = -n % 4
+    parts = [b"", data, _PAD[pad]]
+    size = 36 + n + pad  # the head (28 bytes), the end option and the length at the end
     for text in comments:  # an opt_comment each; a text longer than an option holds is cut
         # at a character's end (the JSON texts are split into `dlmsd+:` comments before)
         value = text.encode()
-        if len(value) > MAX_OPTION:
+        m = len(value)
+        if m > MAX_OPTION:
             value = value[:MAX_OPTION].decode(errors="ignore").encode()
-        parts += (OPTION.pack(OPT_COMMENT, len(value)), value, _PAD[-len(value) % 4])
-    parts.append(_END_OPTION)
-    size = 32 + sum(map(len, parts))  # with the head (28 bytes) and the length at the end
+            m = len(value)
+        pad = -m % 4
+        parts += (OPTION.pack(OPT_COMMENT, m), value, _PAD[pad])
+        size += 4 + m + pad
     stamp = round(time * 1_000_000)
-    parts[0] = EPB_HEAD.pack(6, size, 0, stamp >> 32, stamp & 0xFFFFFFFF, len(data), len(data))
-    parts.append(size.to_bytes(4, "little"))
+    parts[0] = EPB_HEAD.pack(6, size, 0, stamp >> 32, stamp & 0xFFFFFFFF, n, n)
+    parts.append(_END.pack(OPT_END, 0, size))
     return b"".join(parts)
 
 
