@@ -105,14 +105,17 @@ def test_jobs_with_few_units_in_flight(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 FAILING_WORKER = """
+import os
 import sys
 import dissector.analysis.parallel as parallel
 from dissector.output.render import Rendered
 from keys.keystore import Keystore
 
+PARENT = os.getpid()
+
 def render(rec):
-    if rec.number == 20:
-        raise RuntimeError("record 20 cannot be formatted")
+    if os.getpid() != PARENT:  # in the worker only (the parent dissects a share too)
+        raise RuntimeError(f"record {rec.number} cannot be formatted")
     return Rendered("x\\n", "summary")
 
 try:
@@ -132,4 +135,25 @@ def test_a_failing_worker_is_an_error_not_a_hang() -> None:
                           capture_output=True, text=True, timeout=60,
                           cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode == 0, proc.stderr
-    assert "record 20 cannot be formatted" in proc.stdout
+    assert "worker 0 failed: RuntimeError: record" in proc.stdout
+    assert "cannot be formatted" in proc.stdout
+
+
+KILLED_WORKER = FAILING_WORKER.replace(
+    'raise RuntimeError(f"record {rec.number} cannot be formatted")',
+    "os.kill(os.getpid(), 9)  # as the OOM killer would: no word to the parent")
+
+
+def test_a_killed_worker_is_an_error_not_a_hang() -> None:
+    """A worker killed outright (SIGKILL, in the middle of its work): the parent finds its
+    pipes broken and stops with an error, at once, whatever it was doing (sending units,
+    waiting for answers)."""
+    import subprocess
+    import sys
+
+    assert KILLED_WORKER != FAILING_WORKER
+    proc = subprocess.run([sys.executable, "-c", KILLED_WORKER, *map(str, MANY)],
+                          capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr
+    assert "worker 0 ended" in proc.stdout and "exit code -9" in proc.stdout, proc.stdout
