@@ -12,7 +12,7 @@ records in capture order, as the serial run does, and prints them: it knows whic
 the next unit, so it waits on that worker only. Units in flight are bounded (`IN_FLIGHT`), so
 memory does not grow with the capture. No process can wait on another that waits on it: the
 parent waits for an answer, or for room in a worker's pipe of units; a worker waits for units
-only, its answers going through a queue whose own thread writes them.
+only, its answers written by a thread of its own.
 """
 
 from __future__ import annotations
@@ -88,12 +88,12 @@ class Owners:
     units are under `share` of all units, else to the worker that has had the fewest.
 
     `share` is what gives the parent as much work as each worker (`balance`, every `WINDOW`
-    units), from the CPU time the parent spent so far: per unit read and printed (`reading`:
-    pcap, TCP, framing, the answers and the output), per unit it dissected itself
-    (`dissecting`) and per unit it sent (`sending`: pickling). A worker spends about a
-    dissection and two picklings per unit (the units', its answers'); the parent reads every
-    unit, dissects its share and sends the rest. On traffic in the clear, where reading is much
-    of the work, the share is small; on ciphered traffic, larger."""
+    units). It comes from CPU time measured so far: the parent's per unit of the capture for
+    reading it and printing the records (pcap, TCP, framing, the answers, the output), per
+    unit it dissected itself, per unit it sent (pickling); a worker's per unit it answered.
+    The parent reads every unit, dissects its share and sends the rest; the workers dissect
+    the rest. On traffic in the clear, where reading is much of the work, the share is small;
+    on ciphered traffic, larger."""
 
     workers: int
     share: float
@@ -103,8 +103,8 @@ class Owners:
     dissecting: float = 0.0  # the parent's CPU seconds, dissecting its share
     sending: float = 0.0  # and sending the workers' units
     sent: int = 0  # units sent
-    answered: list[tuple[int, float]] = field(default_factory=list)  # per worker: units
-    # answered, CPU seconds used
+    #: per worker: units answered, CPU seconds used (as its last answers said)
+    answered: list[tuple[int, float]] = field(default_factory=list)
 
     WINDOW = 1024
     MOST = 0.5
@@ -242,7 +242,6 @@ def run_parallel(paths: str | list[str], ports: dict[int, str] | None, keystore:
         try:
             inboxes[w].send(message)
             owners_of.sending += thread_time() - start
-
         except OSError:  # the worker is gone: what it said, or that it ended
             while endings[w] is None:
                 receive(w)
@@ -253,7 +252,6 @@ def run_parallel(paths: str | list[str], ports: dict[int, str] | None, keystore:
             post(w, Units(outgoing[w]))
             owners_of.sent += len(outgoing[w])
             outgoing[w] = []
-
 
     def drain() -> None:
         """What has come back, without waiting."""
