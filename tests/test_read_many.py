@@ -157,3 +157,17 @@ def test_a_killed_worker_is_an_error_not_a_hang() -> None:
                           cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode == 0, proc.stderr
     assert "worker 0 ended" in proc.stdout and "exit code -9" in proc.stdout, proc.stdout
+
+
+def test_jobs_export_fields_and_filter_equal_serial(tmp_path: Path) -> None:
+    """What the parent dissects itself and what comes from the workers make the same `-w`
+    export (byte for byte), the same `-T fields` columns and the same `-Y` selection as the
+    serial run."""
+    argv = [*map(str, MANY), "-T", "fields", "-e", "number", "-e", "apdu", "-e",
+            "security.key_kind", "-e", "expert.code", "-Y", "!(apdu contains \"hdlc\")"]
+    serial = read(*argv, "-w", str(tmp_path / "serial.pcapng"))
+    assert serial.count("\n") > 20
+    for jobs in ("2", "3"):
+        out = tmp_path / f"jobs{jobs}.pcapng"
+        assert read(*argv, "-w", str(out), "--jobs", jobs) == serial
+        assert out.read_bytes() == (tmp_path / "serial.pcapng").read_bytes()
