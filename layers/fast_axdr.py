@@ -11,7 +11,6 @@ APDU to the Packet path. Valid input takes no exception.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from json.encoder import encode_basestring_ascii as json_string
@@ -94,12 +93,6 @@ def named_values(cls: type[Packet], name: str) -> tuple[str | None, ...]:
     return tuple(shown_name(fld, v) for v in range(256))
 
 
-def named(names: tuple[str | None, ...], value: int) -> Any:
-    """`value` as `packet_fields` writes it, given the names of its field."""
-    name = names[value]
-    return value if name is None else {"value": value, "name": name}
-
-
 def named_text(value: int, name: str | None) -> str:
     """`value` with its shown name (None: a plain int) as JSON text, as `json.dumps` writes
     `packet_fields`'s form of it."""
@@ -109,10 +102,6 @@ def named_text(value: int, name: str | None) -> str:
 def named_texts(cls: type[Packet], name: str) -> tuple[str, ...]:
     """Per byte value 0..255, field `name` of `cls` as JSON text (`named_text`)."""
     return tuple(named_text(v, n) for v, n in enumerate(named_values(cls, name)))
-
-
-#: `json.dumps` of a tree of JSON values, as the JSON writer gives it.
-json_text = json.JSONEncoder(check_circular=False).encode
 
 
 def number_text(value: float) -> str:
@@ -254,6 +243,6 @@ def data_summary(buf: bytes, pos: int) -> str:
 
 
 __all__ = ["DATA_ENABLED", "DEPTH_LIMIT", "JSON_MAX_DEPTH", "NEST_MARGIN", "Unsure",
-           "data_summary", "field_of", "json_string", "json_text", "layer_name", "named",
+           "data_summary", "field_of", "json_string", "layer_name",
            "named_text", "named_texts", "named_values", "number_text", "read_data",
            "read_length", "shown_name", "shows_names"]

@@ -50,7 +50,7 @@ def record_text(rec: ApduRecord, as_json: dict[str, Any] | None = None) -> str:
     kind = (rec.direction, rec.transport, rec.apdu)
     said = _KIND.get(kind)
     if said is None:
-        said = _remembered(_KIND, kind, "".join((
+        said = remembered(_KIND, kind, "".join((
             ', "direction": ', _name(kind[0]), ', "transport": ', _name(kind[1]),
             ', "apdu": ', _name(kind[2]), ', "security": ')))
     return "".join((
@@ -88,7 +88,7 @@ def _security_text(sec: dict[str, Any] | None) -> str:
     head = (envelope, signed, control, suite, auth, enc, broadcast, compressed)
     said = _HEADS.get(head)
     if said is None:  # the envelope and what its security control byte says
-        said = _remembered(_HEADS, head, "".join((
+        said = remembered(_HEADS, head, "".join((
             '{"envelope": ', _scalar(envelope), ', "signature_verified": ', _scalar(signed),
             ', "control": ', _scalar(control), ', "suite": ', _scalar(suite),
             ', "authenticated": ', _truth(auth), ', "encrypted": ', _truth(enc),
@@ -97,7 +97,7 @@ def _security_text(sec: dict[str, Any] | None) -> str:
     tail = (kind, name, verified)
     key = _KEYS.get(tail)
     if key is None:  # the key and the verdict
-        key = _remembered(_KEYS, tail, "".join((
+        key = remembered(_KEYS, tail, "".join((
             ', "key_kind": ', _scalar(kind), ', "key_name": ', _scalar(name),
             ', "tag_verified": ', _truth(verified), "}")))
     return "".join((said, str(ic) if type(ic) is int else _scalar(ic), ', "system_title": ',
@@ -112,7 +112,9 @@ _HEADS: dict[tuple[Any, ...], str] = {}
 _KEYS: dict[tuple[Any, ...], str] = {}
 
 
-def _remembered(cache: dict[tuple[Any, ...], str], key: tuple[Any, ...], text: str) -> str:
+def remembered(cache: dict[Any, str], key: Any, text: str) -> str:
+    """`text`, kept in `cache` under `key` (a cache of texts that repeat: at most 4,096
+    entries, emptied when full)."""
     if len(cache) >= 4096:
         cache.clear()
     cache[key] = text
@@ -126,11 +128,7 @@ _NAMES: dict[str, str] = {}
 def _name(text: str) -> str:
     """The JSON string of a text that repeats from record to record."""
     got = _NAMES.get(text)
-    if got is None:
-        if len(_NAMES) >= 4096:
-            _NAMES.clear()
-        got = _NAMES[text] = _string(text)
-    return got
+    return got if got is not None else remembered(_NAMES, text, _string(text))
 
 
 #: The characters a JSON string holds as they are (printable ASCII but `"` and `\\`).

@@ -24,7 +24,14 @@ from typing import Any, BinaryIO
 
 from dissector.analysis.record import ApduRecord
 from dissector.linktypes import LINKTYPE_ETHERNET
-from dissector.output.jsonout import encode, end_event, finding_event, record_text, string_text
+from dissector.output.jsonout import (
+    encode,
+    end_event,
+    finding_event,
+    record_text,
+    remembered,
+    string_text,
+)
 from dissector.output.text import VERDICTS, summary_info
 from layers.apdu.acse import ACSEAPDU
 from layers.apdu.acse_components import UserInformation
@@ -111,10 +118,8 @@ def _comment(rec: ApduRecord, plain: bool) -> str:
         said = (sec["key_kind"], sec["tag_verified"], plain)
         key = _KEY_SAID.get(said)
         if key is None:
-            if len(_KEY_SAID) >= 1024:
-                _KEY_SAID.clear()
-            key = _KEY_SAID[said] = (f"; key={said[0]} {VERDICTS[said[1]]}; "
-                                     f"{'deciphered' if plain else 'still ciphered'}")
+            key = remembered(_KEY_SAID, said, f"; key={said[0]} {VERDICTS[said[1]]}; "
+                             f"{'deciphered' if plain else 'still ciphered'}")
         text += key
     findings = rec.findings
     if findings and any(f.code == "output.key-withheld" for f in findings):
