@@ -14,7 +14,7 @@ from types import SimpleNamespace
 from .fast_axdr import Unsure, json_string, layer_name, named_texts, read_length, read_or_none
 from .fastapdu import FastApdu
 from .hdlc import HDLC, HDLCParameter, HDLCParameters
-from .hdlc_bytes import FLAG, MIN_LEN, check_frame, control_kind, parse_header
+from .hdlc_bytes import FLAG, control_kind, sound_frame
 
 _PARAMETER_IDS = named_texts(HDLCParameter, "parameter_id")
 _PARAMETER = json_string(layer_name(HDLCParameter))
@@ -43,13 +43,10 @@ def _parameters(info: bytes) -> str:
 
 
 def _frame(data: bytes) -> FastApdu:
-    if len(data) < MIN_LEN + 2 or data[0] != FLAG or data[-1] != FLAG:
-        raise Unsure("flags")
-    check = check_frame(data)
-    head = parse_header(data)
-    if check.state != "frame" or check.length + 2 != len(data) or not check.fcs_ok \
-            or head is None:
+    sound = sound_frame(data)
+    if sound is None:
         raise Unsure("frame")
+    check, head = sound
     dst, src, control = head.destination, head.source, head.control
     kind = control_kind(control)
     info = ""

@@ -196,16 +196,23 @@ def parse_header(frame: bytes | bytearray) -> Header | None:
     return Header(bytes(frame[3 : 3 + dest]), bytes(frame[3 + dest : p]), frame[p], p + 3)
 
 
-def clean_frame(frame: bytes) -> Header | None:
-    """The header of a frame with an information field that the HDLC layer dissects without
-    a finding (flags, format type, length, HCS and FCS as they should be), else None."""
+def sound_frame(frame: bytes) -> tuple[FrameCheck, Header] | None:
+    """The check and header of a frame (flag to flag) whose flags, format type, length and FCS
+    are as they should be, else None (its HCS, where it has one, is the caller's to judge)."""
     if len(frame) < MIN_LEN + 2 or frame[0] != FLAG or frame[-1] != FLAG:
         return None
     check = check_frame(frame)
-    if check.state != "frame" or check.length + 2 != len(frame) or not check.fcs_ok \
-            or check.hcs_ok is not True:
+    if check.state != "frame" or check.length + 2 != len(frame) or not check.fcs_ok:
         return None
-    return parse_header(frame)
+    head = parse_header(frame)
+    return (check, head) if head is not None else None
+
+
+def clean_frame(frame: bytes) -> Header | None:
+    """The header of a frame with an information field that the HDLC layer dissects without
+    a finding (flags, format type, length, HCS and FCS as they should be), else None."""
+    sound = sound_frame(frame)
+    return sound[1] if sound is not None and sound[0].hcs_ok is True else None
 
 
 def header_direction(header: Header, frame: bytes | bytearray) -> str | None:
