@@ -81,9 +81,10 @@ class ApduRecord:
             frames = self.built_frames = frames()
         return frames
 
-    @property
+    @computed_once
     def apdu(self) -> str:
-        """Green Book name of the APDU; `hdlc-snrm`, `hdlc-rr`, ... for frames without one."""
+        """Green Book name of the APDU; `hdlc-snrm`, `hdlc-rr`, ... for frames without one
+        (computed once: the record is final)."""
         if self.name:
             return self.name
         if self.fast is not None:

@@ -44,7 +44,7 @@ def record_text(rec: ApduRecord, as_json: dict[str, Any] | None = None) -> str:
         return encode(obj)[1:]
     fields = fast.fields_text()
     plain = rec.plaintext()
-    inner = rec.inner_name()
+    inner = fast.inner_name
     findings = rec.all_findings()
     frames = rec.frames
     kind = (rec.direction, rec.transport, rec.apdu)
@@ -53,13 +53,17 @@ def record_text(rec: ApduRecord, as_json: dict[str, Any] | None = None) -> str:
         said = remembered(_KIND, kind, "".join((
             ', "direction": ', _name(kind[0]), ', "transport": ', _name(kind[1]),
             ', "apdu": ', _name(kind[2]), ', "security": ')))
+    time, answer = rec.time, rec.response_time
     return "".join((
         '"frames": [', str(frames[0]) if len(frames) == 1 else ", ".join(map(str, frames)),
-        '], "time": ', _scalar(rec.time), ', "link": ', _name(rec.link), said,
+        # a finite float as the encoder writes it (x - x is NaN for an infinity or NaN)
+        '], "time": ', repr(time) if type(time) is float and time - time == 0.0
+        else _scalar(time), ', "link": ', _name(rec.link), said,
         _security_text(rec.security()),
         ', "plaintext": ', "null" if plain is None else f'"{plain.hex().upper()}"',
         ', "inner": ', "null" if inner is None else _name(inner),
-        ', "response_time": ', _scalar(rec.response_time),
+        ', "response_time": ', "null" if answer is None else repr(answer)
+        if type(answer) is float and answer - answer == 0.0 else _scalar(answer),
         ', "fields": ', fields,
         ', "expert": ', findings_text(findings) if findings else "[]", "}"))
 
@@ -71,35 +75,30 @@ def findings_text(findings: list[Finding]) -> str:
         f'"message": {string_text(f.message)}}}' for f in findings) + "]"
 
 
-#: The `security` object's members, in order (`ApduRecord.security`).
-_SECURITY = ("envelope", "signature_verified", "control", "suite", "authenticated",
-             "encrypted", "broadcast", "compressed", "invocation_counter", "system_title",
-             "key_kind", "key_name", "tag_verified")
-
-
 def _security_text(sec: dict[str, Any] | None) -> str:
-    """`encode(sec)` for a `security` object."""
+    """`encode(sec)` for a record's `security` object (`ApduRecord.security`: its members in
+    that order; tests/test_fastpath.py compares the record's text with the encoder's)."""
     if sec is None:
         return "null"
-    if tuple(sec) != _SECURITY:
-        return encode(sec)
-    (envelope, signed, control, suite, auth, enc, broadcast, compressed, ic, title, kind,
-     name, verified) = sec.values()
-    head = (envelope, signed, control, suite, auth, enc, broadcast, compressed)
+    control = sec["control"]
+    head = (sec["envelope"], sec["signature_verified"], control)
     said = _HEADS.get(head)
-    if said is None:  # the envelope and what its security control byte says
+    if said is None:  # the envelope and what its security control byte says (the suite and
+        # the flags follow from the byte)
         said = remembered(_HEADS, head, "".join((
-            '{"envelope": ', _scalar(envelope), ', "signature_verified": ', _scalar(signed),
-            ', "control": ', _scalar(control), ', "suite": ', _scalar(suite),
-            ', "authenticated": ', _truth(auth), ', "encrypted": ', _truth(enc),
-            ', "broadcast": ', _truth(broadcast), ', "compressed": ', _truth(compressed),
-            ', "invocation_counter": ')))
-    tail = (kind, name, verified)
+            '{"envelope": ', _scalar(head[0]), ', "signature_verified": ', _scalar(head[1]),
+            ', "control": ', _scalar(control), ', "suite": ', _scalar(sec["suite"]),
+            ', "authenticated": ', _truth(sec["authenticated"]),
+            ', "encrypted": ', _truth(sec["encrypted"]),
+            ', "broadcast": ', _truth(sec["broadcast"]),
+            ', "compressed": ', _truth(sec["compressed"]), ', "invocation_counter": ')))
+    tail = (sec["key_kind"], sec["key_name"], sec["tag_verified"])
     key = _KEYS.get(tail)
     if key is None:  # the key and the verdict
         key = remembered(_KEYS, tail, "".join((
-            ', "key_kind": ', _scalar(kind), ', "key_name": ', _scalar(name),
-            ', "tag_verified": ', _truth(verified), "}")))
+            ', "key_kind": ', _scalar(tail[0]), ', "key_name": ', _scalar(tail[1]),
+            ', "tag_verified": ', _truth(tail[2]), "}")))
+    ic, title = sec["invocation_counter"], sec["system_title"]
     return "".join((said, str(ic) if type(ic) is int else _scalar(ic), ', "system_title": ',
                     _name(title) if type(title) is str else _scalar(title), key))
 

@@ -50,13 +50,15 @@ CLIENT_WPORT, SERVER_WPORT = 16, 1
 JSON_MARK, MORE_MARK = "dlmsd:", "dlmsd+:"
 #: JSON characters per comment (a pcapng option holds at most 65,535 bytes; the text is ASCII).
 CHUNK = 65_000
+_MARKED_CHUNK = len(JSON_MARK) + CHUNK
 #: IEEE 802 local experimental Ethernet type: the packets that carry no APDU (link messages
 #: such as HDLC SNRM/UA/DISC, findings that are not records).
 ETHERTYPE_EVENT = 0x88B5
 APPLICATION = b"dlms-dissector"
 
-#: (packet bytes from the Ethernet header on; time; comments).
-PcapItem = tuple[bytes, float, tuple[str, ...]]
+#: An export packet: its enhanced packet block (the bytes of the file) and its time. A worker
+#: process makes it whole; the parent only writes it.
+PcapItem = tuple[bytes, float]
 
 
 def _ber_length(n: int) -> bytes:
@@ -165,17 +167,22 @@ HEADERS = {True: _headers(True), False: _headers(False)}
 FRAME = struct.Struct("!14s2sH6sH8s4sHH6sH")
 
 
-def frame_bytes(apdu: bytes, direction: str) -> bytes:
-    """Ethernet / IPv4 / UDP / wrapper / APDU, from the client or from the server."""
-    h = HEADERS[direction != "server->client"]
-    udp_len = min(16 + len(apdu), 0xFFFF)
+def frame_head(size: int, to_server: bool) -> bytes:
+    """The Ethernet, IPv4, UDP and wrapper headers before an APDU of `size` bytes, from the
+    client or from the server (made once per direction and size: sizes repeat)."""
+    h = HEADERS[to_server]
+    udp_len = min(16 + size, 0xFFFF)
     total = min(20 + udp_len, 0xFFFF)
     check = h.partial + total
     while check > 0xFFFF:
         check = (check & 0xFFFF) + (check >> 16)
-    return FRAME.pack(h.ethernet, IPV4_FIXED[:2], total, IPV4_FIXED[2:], ~check & 0xFFFF,
-                      h.addresses, h.ports, udp_len, 0, h.wrapper,
-                      min(len(apdu), 0xFFFF)) + apdu
+    return remembered(_FRAME_HEADS, (to_server, size), FRAME.pack(
+        h.ethernet, IPV4_FIXED[:2], total, IPV4_FIXED[2:], ~check & 0xFFFF, h.addresses,
+        h.ports, udp_len, 0, h.wrapper, min(size, 0xFFFF)))
+
+
+#: `frame_head`'s headers by (from the client, APDU size): look here first.
+_FRAME_HEADS: dict[tuple[bool, int], bytes] = {}
 
 
 def json_comments(body: str) -> tuple[str, ...]:
@@ -187,26 +194,28 @@ def json_comments(body: str) -> tuple[str, ...]:
 
 def pcap_item(rec: ApduRecord, info: str | None = None, as_json: dict[str, Any] | None = None,
               body: str | None = None) -> PcapItem:
-    """The export packet of a (redacted) record: its bytes, time and comments. What the caller
-    has made already is reused: `info` (`text.summary_info`), `as_json` (the record's JSON
-    object) and `body` (the record's JSON text after the number, `jsonout.record_text`)."""
-    link = rec.link_message
+    """The export packet of a (redacted) record. What the caller has made already is reused:
+    `info` (`text.summary_info`), `as_json` (the record's JSON object) and `body` (the
+    record's JSON text after the number, `jsonout.record_text`)."""
     plain = rec.plaintext()
-    data = (rec.fast.data if rec.fast is not None else captured(rec.packet)) if link \
-        else apdu_bytes(rec, plain)
+    to_server = rec.direction != "server->client"
+    if rec.link_message:  # no APDU for a DLMS dissector: the link frame as it came, under a
+        fast = rec.fast  # type of its own
+        data = fast.data if fast is not None else captured(rec.packet)
+        head = _EVENT_HEADS[to_server]
+    else:
+        data = apdu_bytes(rec, plain)
+        head = _FRAME_HEADS.get((to_server, len(data))) or frame_head(len(data), to_server)
     if body is None:
         body = record_text(rec, as_json)
-    if info is None:
-        info = summary_info(rec)
-    summary = string_text(info)
+    summary = string_text(summary_info(rec) if info is None else info)
+    text = f'{JSON_MARK}{{"summary": {summary}, {body}'
     people = _comment(rec, plain is not None)
-    if len(body) + len(summary) + 14 <= CHUNK:  # one comment (the common case: one copy)
-        comments: tuple[str, ...] = (people, f'{JSON_MARK}{{"summary": {summary}, {body}')
-    else:
-        comments = (people, *json_comments(f'{{"summary": {summary}, {body}'))
-    if link:  # no APDU for a DLMS dissector: the link frame as it came, under its own type
-        return _not_udp(data, rec.direction), rec.time, comments
-    return frame_bytes(data, rec.direction), rec.time, comments
+    time = rec.time
+    if len(text) <= _MARKED_CHUNK:  # one comment (the common case)
+        return packet_block(head, data, time, (people, text)), time
+    return packet_block(head, data, time,
+                        (people, *json_comments(text[len(JSON_MARK):]))), time
 
 
 def event_item(event: dict[str, Any], summary: str, time: float) -> PcapItem:
@@ -214,14 +223,15 @@ def event_item(event: dict[str, Any], summary: str, time: float) -> PcapItem:
     the end-of-input findings): an Ethernet frame of the local experimental type with the
     summary as its payload, the line (with its summary) in the `dlmsd:` comment."""
     text = encode({"summary": summary, **event})
-    return _not_udp(summary.encode(), "unknown"), time, (summary, *json_comments(text))
+    return packet_block(_EVENT_HEADS[True], summary.encode(), time,
+                        (summary, *json_comments(text))), time
 
 
-def _not_udp(payload: bytes, direction: str) -> bytes:
-    """An Ethernet frame of the local experimental type (no IP, no UDP 4059): what carries no
-    APDU, between the MAC addresses of that direction's APDU packets."""
-    macs = HEADERS[direction != "server->client"].ethernet[:12]
-    return macs + struct.pack("!H", ETHERTYPE_EVENT) + payload
+#: The Ethernet header of a frame of the local experimental type (no IP, no UDP 4059): what
+#: carries no APDU, between the MAC addresses of that direction's APDU packets; by whether it
+#: comes from the client (an event's direction is unknown: the client's addresses).
+_EVENT_HEADS = {to_server: h.ethernet[:12] + struct.pack("!H", ETHERTYPE_EVENT)
+                for to_server, h in HEADERS.items()}
 
 
 OPTION = struct.Struct("<HH")
@@ -247,32 +257,34 @@ def header_blocks() -> bytes:
     return _block(0x0A0D0D0A, shb) + _block(1, idb)
 
 
-#: Zero bytes that pad to 32 bits, by how many are needed.
-_PAD = (b"", b"\0", b"\0\0", b"\0\0\0")
-#: The end-of-options option, then the block's length again.
-_END = struct.Struct("<HHI")
+#: By how many zero bytes pad the value before to 32 bits: those bytes, then an opt_comment
+#: option's code and length (`_OPTIONS`); then the end-of-options option and the block's
+#: length again (`_ENDS`).
+_OPTIONS = tuple(struct.Struct(f"<{pad}xHH") for pad in range(4))
+_ENDS = tuple(struct.Struct(f"<{pad}xHHI") for pad in range(4))
 
 
-def packet_block(item: PcapItem) -> bytes:
-    """An enhanced packet block (microsecond time stamps, the comments as opt_comment)."""
-    data, time, comments = item
-    n = len(data)
+def packet_block(head: bytes, data: bytes, time: float, comments: tuple[str, ...]) -> bytes:
+    """An enhanced packet block of the packet `head` + `data` (microsecond time stamps, the
+    comments as opt_comment; a text longer than an option holds is cut at a character's end:
+    the JSON texts are split into `dlmsd+:` comments before)."""
+    n = len(head) + len(data)
+    parts = [b"", head, data]
     pad = -n % 4
-    parts = [b"", data, _PAD[pad]]
-    size = 36 + n + pad  # the head (28 bytes), the end option and the length at the end
-    for text in comments:  # an opt_comment each; a text longer than an option holds is cut
-        # at a character's end (the JSON texts are split into `dlmsd+:` comments before)
+    size = 36 + n  # the head (28 bytes), the end option and the length at the end
+    for text in comments:  # an opt_comment each, after the padding of what comes before
         value = text.encode()
         m = len(value)
         if m > MAX_OPTION:
             value = value[:MAX_OPTION].decode(errors="ignore").encode()
             m = len(value)
+        parts += (_OPTIONS[pad].pack(OPT_COMMENT, m), value)
+        size += pad + 4 + m
         pad = -m % 4
-        parts += (OPTION.pack(OPT_COMMENT, m), value, _PAD[pad])
-        size += 4 + m + pad
+    size += pad
     stamp = round(time * 1_000_000)
     parts[0] = EPB_HEAD.pack(6, size, 0, stamp >> 32, stamp & 0xFFFFFFFF, n, n)
-    parts.append(_END.pack(OPT_END, 0, size))
+    parts.append(_ENDS[pad].pack(OPT_END, 0, size))
     return b"".join(parts)
 
 
@@ -291,10 +303,10 @@ class PcapOut:
             self.stream.flush()
 
     def write_item(self, item: PcapItem | None) -> None:
-        """Write what `pcap_item` extracted (the form worker processes hand over)."""
+        """Write what `pcap_item` or `event_item` made (a worker process makes it whole)."""
         if item is None:
             return
-        self.stream.write(packet_block(item))
+        self.stream.write(item[0])
         self.time = item[1]
         if self.flush_each:
             self.stream.flush()

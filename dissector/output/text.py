@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from dissector.analysis.record import ApduRecord
+from dissector.output.jsonout import remembered
 from dissector.output.tree import packet_lines
 from layers.security import describe_sc, explain_sc
 
@@ -18,19 +21,29 @@ def security_annotation(rec: ApduRecord) -> str:
     if sec is None:
         return ""
     env = rec.envelope
-    parts = [FAMILY_WORDS.get(getattr(env, "family", ""), env.apdu_name)]
-    if sec["control"] is not None:
-        parts.append(describe_sc(sec["control"]))
-    if sec["invocation_counter"] is not None:
-        parts.append(f"IC={sec['invocation_counter']}")
-    kind = sec["key_kind"] or "unknown"
-    name = sec["key_name"]
-    parts.append(f"key={kind}" + (f" ({name})" if name else ""))
-    verdict = VERDICTS[sec["tag_verified"]]
-    if sec["control"] is not None and not sec["control"] & 0x10:
-        verdict = "no tag"
-    parts.append(verdict)
-    return "[" + ", ".join(parts) + "]"
+    control = sec["control"]
+    head = (env.apdu_name, control)  # the envelope's family and the control byte in words
+    said = _HEADS.get(head)
+    if said is None:
+        family = FAMILY_WORDS.get(getattr(env, "family", ""), env.apdu_name)
+        said = remembered(_HEADS, head, family if control is None
+                          else f"{family}, {describe_sc(control)}")
+    tail = (sec["key_kind"], sec["key_name"], sec["tag_verified"],
+            control is not None and not control & 0x10)
+    key = _KEYS.get(tail)
+    if key is None:  # the key and the verdict (no tag when the byte says not authenticated)
+        kind, name, verified, untagged = tail
+        key = remembered(_KEYS, tail, f", key={kind or 'unknown'}"
+                         f"{f' ({name})' if name else ''}, "
+                         f"{'no tag' if untagged else VERDICTS[verified]}]")
+    ic = sec["invocation_counter"]
+    return f"[{said}{key}" if ic is None else f"[{said}, IC={ic}{key}"
+
+
+#: The annotation's texts by what they are made of (bounded caches): the envelope and its
+#: control byte; the key and the verdict.
+_HEADS: dict[tuple[Any, ...], str] = {}
+_KEYS: dict[tuple[Any, ...], str] = {}
 
 
 def summary_info(rec: ApduRecord) -> str:
