@@ -167,9 +167,9 @@ HEADERS = {True: _headers(True), False: _headers(False)}
 FRAME = struct.Struct("!14s2sH6sH8s4sHH6sH")
 
 
-def frame_head(size: int, to_server: bool) -> bytes:
+def _new_frame_head(size: int, to_server: bool) -> bytes:
     """The Ethernet, IPv4, UDP and wrapper headers before an APDU of `size` bytes, from the
-    client or from the server (made once per direction and size: sizes repeat)."""
+    client or from the server, made and kept in `_FRAME_HEADS` (sizes repeat)."""
     h = HEADERS[to_server]
     udp_len = min(16 + size, 0xFFFF)
     total = min(20 + udp_len, 0xFFFF)
@@ -181,7 +181,7 @@ def frame_head(size: int, to_server: bool) -> bytes:
         h.ports, udp_len, 0, h.wrapper, min(size, 0xFFFF)))
 
 
-#: `frame_head`'s headers by (from the client, APDU size): look here first.
+#: The frame headers by (from the client, APDU size): look here first.
 _FRAME_HEADS: dict[tuple[bool, int], bytes] = {}
 
 
@@ -205,7 +205,7 @@ def pcap_item(rec: ApduRecord, info: str | None = None, as_json: dict[str, Any] 
         head = _EVENT_HEADS[to_server]
     else:
         data = apdu_bytes(rec, plain)
-        head = _FRAME_HEADS.get((to_server, len(data))) or frame_head(len(data), to_server)
+        head = _FRAME_HEADS.get((to_server, len(data))) or _new_frame_head(len(data), to_server)
     if body is None:
         body = record_text(rec, as_json)
     summary = string_text(summary_info(rec) if info is None else info)
