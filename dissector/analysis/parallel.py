@@ -69,6 +69,11 @@ class Ended:
     findings: Ranked
     summaries: Ranked
 
+    @classmethod
+    def of(cls, dis: Dissector) -> Ended:
+        """What a dissector has left at the end of the input."""
+        return cls(dis.finish_ranked(), dis.tracker.ranked_summaries())
+
 
 @dataclass(slots=True)
 class Failed:
@@ -158,14 +163,20 @@ def _worker(jobs_in: Any, parent_ends: tuple[Any, Any], results: Any, keystore: 
         for message in iter(jobs_in.recv, None):
             answers: list[list[Any]] = []
             for seq, item in message.units:
-                dis.position = seq
-                answers.append([render(rec) or rec.time for rec in dis.process(item)])
+                answers.append(_answer(dis, render, seq, item))
             out.put(Answers(answers, process_time()))
-        out.put(Ended(dis.finish_ranked(), dis.tracker.ranked_summaries()))
+        out.put(Ended.of(dis))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises
         out.put(Failed(f"{exc.__class__.__name__}: {exc}"))
     out.put(None)
     sender.join()
+
+
+def _answer(dis: Dissector, render: Render, seq: int, item: Unit) -> list[Any]:
+    """A unit dissected: per record, its rendering (or its time when the display filter
+    dropped it)."""
+    dis.position = seq
+    return [render(rec) or rec.time for rec in dis.process(item)]
 
 
 def _send_all(out: queue.SimpleQueue[Any], results: Any) -> None:
@@ -286,9 +297,8 @@ def run_parallel(paths: str | list[str], ports: dict[int, str] | None, keystore:
             if owners_of.counted >= owners_of.WINDOW:
                 owners_of.balance(thread_time() - began)
             if w == parent:  # dissected here, at once
-                own.position = seq
                 start = thread_time()
-                answers[parent].append([render(rec) or rec.time for rec in own.process(item)])
+                answers[parent].append(_answer(own, render, seq, item))
                 owners_of.dissecting += thread_time() - start
                 if answers[owners[0]] or len(owners) >= IN_FLIGHT:
                     yield from printable(IN_FLIGHT - BATCH if len(owners) >= IN_FLIGHT else None)
@@ -301,7 +311,7 @@ def run_parallel(paths: str | list[str], ports: dict[int, str] | None, keystore:
         for w in range(workers):
             send(w)
             post(w, None)
-        endings[parent] = Ended(own.finish_ranked(), own.tracker.ranked_summaries())
+        endings[parent] = Ended.of(own)
         yield from printable(0)
         for w in range(workers):
             while endings[w] is None:

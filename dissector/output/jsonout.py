@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from json.encoder import encode_basestring_ascii as _string
-from math import isfinite
 from typing import Any
 
 from dissector.analysis.record import ApduRecord
@@ -53,17 +52,13 @@ def record_text(rec: ApduRecord, as_json: dict[str, Any] | None = None) -> str:
         said = remembered(_KIND, kind, "".join((
             ', "direction": ', _name(kind[0]), ', "transport": ', _name(kind[1]),
             ', "apdu": ', _name(kind[2]), ', "security": ')))
-    time, answer = rec.time, rec.response_time
     return "".join((
         '"frames": [', str(frames[0]) if len(frames) == 1 else ", ".join(map(str, frames)),
-        # a finite float as the encoder writes it (x - x is NaN for an infinity or NaN)
-        '], "time": ', repr(time) if type(time) is float and time - time == 0.0
-        else _scalar(time), ', "link": ', _name(rec.link), said,
+        '], "time": ', _scalar(rec.time), ', "link": ', _name(rec.link), said,
         _security_text(rec.security()),
         ', "plaintext": ', "null" if plain is None else f'"{plain.hex().upper()}"',
         ', "inner": ', "null" if inner is None else _name(inner),
-        ', "response_time": ', "null" if answer is None else repr(answer)
-        if type(answer) is float and answer - answer == 0.0 else _scalar(answer),
+        ', "response_time": ', _scalar(rec.response_time),
         ', "fields": ', fields,
         ', "expert": ', findings_text(findings) if findings else "[]", "}"))
 
@@ -150,6 +145,8 @@ def _truth(value: Any) -> str:
 def _scalar(value: Any) -> str:
     """A JSON scalar as the encoder writes it (anything else through the encoder)."""
     kind = type(value)
+    if kind is float:  # first: the record's times (x - x is NaN for an infinity or NaN)
+        return repr(value) if value - value == 0.0 else encode(value)
     if kind is str:
         return _string(value)
     if value is None:
@@ -158,8 +155,6 @@ def _scalar(value: Any) -> str:
         return "true" if value else "false"
     if kind is int:
         return str(value)
-    if kind is float and isfinite(value):
-        return repr(value)
     return encode(value)
 
 
