@@ -6,15 +6,17 @@ times each (alternating, so the machine's drift falls on both alike), and report
 median, and the export's cost as the ratio of the medians and of the minimums.
 
     python3 bench/export.py --sizes 10k,100k [--modes summary,json] [--rounds 5]
-        [--captures headend,plain] [--ours-args ARGS]
+        [--pairs 10] [--captures headend,plain] [--ours-args ARGS]
 
 On a shared machine the CPU time of a run drifts by tens of per cent from run to run, more
-than the export costs; two figures do not drift: the instruction counts (`bench/callgrind.py
---ours-args "" --ours-args "-w /tmp/export.pcapng"`) and the last column here, "in the run":
-one more `read -w` in a process of its own that times the export's code where it runs (making
-each record's packet, `pcap_item`, and writing it, `PcapOut.write_item`) against the rest of
-the same run, so both parts share the machine's state of the moment (one process only: with
-`--jobs` the workers make the packets).
+than the export costs. Steadier figures: the instruction counts (`bench/callgrind.py
+--ours-args "" --ours-args "-w /tmp/export.pcapng"`), and the last columns here, from
+`--pairs` pairs of `read` and `read -w` run in turns in one more process, which has loaded
+the modules once (so start-up is left out, as in a large capture): the median over the pairs
+of what `-w` adds; of the export's own code (making each record's packet, `pcap_item`, and
+writing it, `PcapOut.write_item`, timed where they run) over the rest of its run; and of how
+much slower that rest is than the `read` it is paired with (one process only: with `--jobs`
+the workers make the packets).
 """
 
 from __future__ import annotations
@@ -72,9 +74,12 @@ def measure(base: list[str], out: Path, rounds: int) -> dict[str, Any]:
             "added_min": b["cpu_min"] / a["cpu_min"] - 1}
 
 
-def in_run(read_args: list[str]) -> dict[str, float]:
-    """One `read ARGS` in this process with the export's code timed where it runs: the
-    seconds spent making and writing the packets, and the seconds of the whole run."""
+def in_process(read_args: list[str], export: str, pairs: int) -> dict[str, list[float]]:
+    """`pairs` pairs of `read ARGS` and `read ARGS -w EXPORT` in this process, in turns (which
+    goes first alternates): each run's CPU seconds, and in each `-w` run the share of its time
+    the export's code took (making each record's packet, `pcap_item`, and writing it,
+    `PcapOut.write_item`, timed where they run). The modules are loaded once, so start-up is
+    left out: what a large capture sees per APDU."""
     from dissector.cli.main import main as cli_main
     from dissector.output import pcap, render
 
@@ -92,38 +97,63 @@ def in_run(read_args: list[str]) -> dict[str, float]:
 
     render.pcap_item = timed_call(render.pcap_item)  # type: ignore[assignment]
     pcap.PcapOut.write_item = timed_call(pcap.PcapOut.write_item)  # type: ignore[method-assign]
-    start = clock()
-    with open(os.devnull, "w") as out:
-        cli_main(read_args, out=out)
-    return {"export": spent[0], "run": clock() - start}
+
+    def one(args: list[str]) -> tuple[float, float]:
+        spent[0] = 0.0
+        cpu, start = time.process_time(), clock()
+        with open(os.devnull, "w") as out:
+            cli_main(args, out=out)
+        return time.process_time() - cpu, spent[0] / (clock() - start)
+
+    got: dict[str, list[float]] = {"read": [], "read_w": [], "share": []}
+    with_export = [*read_args, "-w", export]
+    one(read_args)  # the first run of each warms what is loaded and kept
+    one(with_export)
+    for i in range(pairs):
+        for args in (read_args, with_export) if i % 2 == 0 else (with_export, read_args):
+            cpu, share = one(args)
+            got["read" if args is read_args else "read_w"].append(cpu)
+            if args is with_export:
+                got["share"].append(share)
+    return got
 
 
-def export_share(base: list[str], out: Path) -> float:
-    """The export's time over the rest of its run (`in_run`, in a process of its own)."""
+def paired(base: list[str], out: Path, pairs: int) -> dict[str, float]:
+    """`in_process` in a process of its own: the medians, over the pairs, of what `-w` adds
+    to the run, of the export's code over the rest of the run, and of how much slower the
+    rest of a `-w` run is than the `read` it is paired with."""
     args = base[base.index("read"):]
-    got = subprocess.run([sys.executable, __file__, "--in-run", *args, "-w", str(out)],
-                         capture_output=True, text=True, check=True)
-    times = json.loads(got.stdout.splitlines()[-1])
-    return times["export"] / (times["run"] - times["export"])
+    done = subprocess.run([sys.executable, __file__, "--in-process", str(pairs), str(out),
+                           *args], capture_output=True, text=True, check=True)
+    got = json.loads(done.stdout.splitlines()[-1])
+    pairs_of = list(zip(got["read"], got["read_w"], got["share"], strict=True))
+    return {
+        "pairs": pairs,
+        "pair_added": statistics.median(w / r - 1 for r, w, _ in pairs_of),
+        "in_run": statistics.median(s / (1 - s) for _, _, s in pairs_of),
+        "rest_slower": statistics.median(w * (1 - s) / r - 1 for r, w, s in pairs_of),
+    }
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = ["| capture | size | mode | read CPU s (min / median) | read -w CPU s (min / median) "
-             "| -w adds (min / median) | in the run | export MB |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| -w adds (min / median) | in one process: -w adds | its export's code | "
+             "its rest slower | export MB |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         a, b = r["read"], r["read_w"]
         lines.append(f"| {r['capture']} | {r['size']} | {r['mode']} | {a['cpu_min']:.2f} / "
                      f"{a['cpu_median']:.2f} | {b['cpu_min']:.2f} / {b['cpu_median']:.2f} | "
                      f"{r['added_min']:+.0%} / {r['added_median']:+.0%} | "
-                     f"{r['in_run']:+.0%} | {r['export_bytes'] / 1e6:.1f} |")
+                     f"{r['pair_added']:+.0%} | {r['in_run']:+.0%} | {r['rest_slower']:+.0%} | "
+                     f"{r['export_bytes'] / 1e6:.1f} |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--in-run"]:  # the child of `export_share`
-        print(json.dumps(in_run(argv[1:])))
+    if argv[:1] == ["--in-process"]:  # the child of `paired`
+        print(json.dumps(in_process(argv[3:], argv[2], int(argv[1]))))
         return 0
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", default="10k", help="capture sizes (default: 10k)")
@@ -132,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--captures", default="headend", type=run.captures_arg,
                    help="headend (ciphered, the default), plain, or both")
     p.add_argument("--rounds", type=int, default=5, help="runs of each (default: 5)")
+    p.add_argument("--pairs", type=int, default=10,
+                   help="pairs of runs in one process (default: 10)")
     p.add_argument("--ours-args", default="", metavar="ARGS",
                    help="more arguments of every read (for instance --jobs 2)")
     p.add_argument("--out", default=str(generate.DEFAULT_OUT),
@@ -155,12 +187,13 @@ def main(argv: list[str] | None = None) -> int:
                     res = measure(base, out, args.rounds)
                     row = {"capture": run.capture_kind(man), "size": generate.size_name(n),
                            "mode": mode, "rounds": args.rounds, **res,
-                           "in_run": export_share(base, out)}
+                           **paired(base, out, args.pairs)}
                     rows.append(row)
                     print(table([row]).splitlines()[-1], flush=True)
     print()
     print(table(rows))
-    print(f"\n{os.cpu_count()} CPUs; {args.rounds} rounds each, read and read -w alternating")
+    print(f"\n{os.cpu_count()} CPUs; {args.rounds} rounds each, read and read -w alternating; "
+          f"{args.pairs} pairs in one process")
     if args.result:
         Path(args.result).write_text(json.dumps(rows, indent=1) + "\n")
     return 0

@@ -31,6 +31,10 @@ class Finding:
     def as_dict(self) -> dict[str, str]:
         return {"severity": self.severity, "code": self.code, "message": self.message}
 
+    def line(self) -> str:
+        """`severity: code: message`, as the text outputs and the export's comments say it."""
+        return f"{self.severity}: {self.code}: {self.message}"
+
     def about_record(self) -> Finding:
         """This finding as it is attached to a record: `frame N: message`."""
         if not self.frame and not self.link:

@@ -109,8 +109,13 @@ def test_write_pcapng_with_plaintext_and_comments(tmp_path: Path) -> None:
     assert len(pkts) == 4
     pass3 = pkts[2]
     assert bytes(pass3[Wrapper].payload)[:2] == bytes.fromhex("C301")
-    comment = pass3.comments[0].decode()
-    assert "key=dedicated tag OK" in comment and "frames 3" in comment
+    # for people, the record as `read` prints it: its summary line, then each finding
+    line, *findings, record = [c.decode() for c in pass3.comments]
+    assert line.startswith("client->server  serial 1 hdlc 48-1  [3]  ded-action-request")
+    assert "key=dedicated (AARQ frame 1), tag OK]" in line
+    assert findings == [f"{f['severity']}: {f['code']}: {f['message']}"
+                        for f in json.loads(record[len("dlmsd:"):])["expert"]]
+    assert any(f.startswith("warning: assoc.ded-before-auth") for f in findings)
 
 
 def test_written_pcapng_is_the_same_on_every_machine(tmp_path: Path) -> None:

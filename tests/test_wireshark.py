@@ -302,6 +302,34 @@ def test_expert_infos_are_the_findings(wireshark: Wireshark, tmp_path: Path) -> 
     assert got == want
 
 
+def test_without_the_plugin_the_comments_say_what_read_prints(wireshark: Wireshark,
+                                                              tmp_path: Path) -> None:
+    """A Wireshark without the plugin shows, as packet comments, each record as `read` prints
+    it (its summary line, then each finding) before the `dlmsd:` record; the seed case's
+    answer (a deciphering-error to the ded-ciphered pass 3) is among the comments that
+    `-z expert` lists."""
+    export = tmp_path / "export.pcapng"
+    out = io.StringIO()
+    assert cli.main(["read", str(SEED), "--keys", str(SEED_KEYS), "-w", str(export)], out) == 0
+    printed: list[list[str]] = []  # per record: the line without number and time, findings
+    for line in out.getvalue().splitlines():
+        if line.startswith("       "):
+            printed[-1].append(line.strip())
+        else:
+            printed.append([line.split(None, 2)[2]])
+    assert len(printed) == 4 and any("deciphering-error" in f for f in printed[3][1:])
+    bare = Wireshark(wireshark.version, wireshark.tshark, tmp_path,
+                     {**wireshark.env, "HOME": str(tmp_path)}, wireshark.prefix)
+    assert protocol(bare.run("-G", "protocols").stdout) is None  # no plugin here
+    packets = json.loads(bare.run("-r", str(export), "-T", "json", "-e", "frame.comment").stdout)
+    comments = [p["_source"]["layers"]["frame.comment"] for p in packets]
+    assert [c[:-1] for c in comments] == printed
+    assert all(c[-1].startswith("dlmsd:{") for c in comments)
+    text = bare.run("-r", str(export), "-q", "-z", "expert").stdout
+    assert re.search(r"^\s+1\s+Comment\s+Frame\s+warning: assoc.error-response: "
+                     r"deciphering-error answers frame 3", text, re.M), text
+
+
 def ber_components(apdu: bytes) -> list[bytes]:
     """The components of an ACSE APDU (short and long BER lengths)."""
     def length(b: bytes, i: int) -> tuple[int, int]:

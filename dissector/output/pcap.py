@@ -3,10 +3,11 @@
 An APDU's packet is Ethernet / IPv4 / UDP 4059 / IEC 62056-47 wrapper / the APDU, deciphered
 when possible (an AARQ, AARE, RLRQ or RLRE whole, its user-information deciphered in place), so
 that a Wireshark with a DLMS dissector of its own (UDP/TCP 4059) decodes the plaintext. Packet
-comments carry what dlms-dissector found: a line for people, then `dlmsd:` and the record as
-`read --json` prints it (after the redaction step) with `summary` first, the summary line
-without direction, link and frames (Wireshark's Info column); a text longer than a pcapng
-option holds goes on in `dlmsd+:` comments. The Lua plugin (`dissector/wireshark/dlmsd.lua`)
+comments carry what dlms-dissector found: for people, the record as `read` prints it (its
+summary line, then each finding, a comment each); then `dlmsd:` and the record as `read
+--json` prints it (after the redaction step) with `summary` first, the summary line without
+direction, link and frames (Wireshark's Info column); a text longer than a pcapng option
+holds goes on in `dlmsd+:` comments. The Lua plugin (`dissector/wireshark/dlmsd.lua`)
 shows that record. What carries no APDU is an Ethernet frame of a type of its own
 (`ETHERTYPE_EVENT`), with the same comments: a link message (an HDLC SNRM, UA or DISC, an M-Bus
 ACK, a mode E line: its frame as it came) and a line that is not a record (a finding on its
@@ -32,7 +33,7 @@ from dissector.output.jsonout import (
     remembered,
     string_text,
 )
-from dissector.output.text import VERDICTS, summary_info
+from dissector.output.text import summary_info, summary_line
 from layers.apdu.acse import ACSEAPDU
 from layers.apdu.acse_components import UserInformation
 from layers.expert import Finding
@@ -110,29 +111,6 @@ def captured(pkt: Any) -> bytes:
     return bytes(original) if original is not None else bytes(pkt)
 
 
-def _comment(rec: ApduRecord, plain: bool) -> str:
-    """The comment for people: frames, link, APDU, key and verdict, what was withheld."""
-    frames = rec.frames
-    text = (f"frames {frames[0] if len(frames) == 1 else ','.join(map(str, frames))}; "
-            f"link {rec.link}; {rec.apdu}")
-    sec = rec.security()
-    if sec is not None:
-        said = (sec["key_kind"], sec["tag_verified"], plain)
-        key = _KEY_SAID.get(said)
-        if key is None:
-            key = remembered(_KEY_SAID, said, f"; key={said[0]} {VERDICTS[said[1]]}; "
-                             f"{'deciphered' if plain else 'still ciphered'}")
-        text += key
-    findings = rec.findings
-    if findings and any(f.code == "output.key-withheld" for f in findings):
-        text += "; dedicated key withheld (zeroed)"
-    return text
-
-
-#: What the comment for people says of the key, by (key kind, tag verdict, deciphered).
-_KEY_SAID: dict[tuple[Any, Any, bool], str] = {}
-
-
 def _ip_sum(words: bytes) -> int:
     return sum(struct.unpack(f"!{len(words) // 2}H", words))
 
@@ -193,10 +171,11 @@ def json_comments(body: str) -> tuple[str, ...]:
 
 
 def pcap_item(rec: ApduRecord, info: str | None = None, as_json: dict[str, Any] | None = None,
-              body: str | None = None) -> PcapItem:
+              body: str | None = None, line: str | None = None) -> PcapItem:
     """The export packet of a (redacted) record. What the caller has made already is reused:
-    `info` (`text.summary_info`), `as_json` (the record's JSON object) and `body` (the
-    record's JSON text after the number, `jsonout.record_text`)."""
+    `info` (`text.summary_info`), `as_json` (the record's JSON object), `body` (the
+    record's JSON text after the number, `jsonout.record_text`) and `line` (the summary
+    line, `text.summary_line`)."""
     plain = rec.plaintext()
     to_server = rec.direction != "server->client"
     if rec.link_message:  # no APDU for a DLMS dissector: the link frame as it came, under a
@@ -208,14 +187,19 @@ def pcap_item(rec: ApduRecord, info: str | None = None, as_json: dict[str, Any] 
         head = _FRAME_HEADS.get((to_server, len(data))) or _new_frame_head(len(data), to_server)
     if body is None:
         body = record_text(rec, as_json)
-    summary = string_text(summary_info(rec) if info is None else info)
-    text = f'{JSON_MARK}{{"summary": {summary}, {body}'
-    people = _comment(rec, plain is not None)
+    if info is None:
+        info = summary_info(rec)
+    text = f'{JSON_MARK}{{"summary": {string_text(info)}, {body}'
+    if line is None:
+        line = summary_line(rec, info)
+    # for people, what `read` prints of the record, a comment per line: the summary line, then
+    # each finding
+    findings = rec.all_findings()
     time = rec.time
-    if len(text) <= _MARKED_CHUNK:  # one comment (the common case)
-        return packet_block(head, data, time, (people, text)), time
-    return packet_block(head, data, time,
-                        (people, *json_comments(text[len(JSON_MARK):]))), time
+    if not findings and len(text) <= _MARKED_CHUNK:  # the common case: two comments
+        return packet_block(head, data, time, (line, text)), time
+    return packet_block(head, data, time, (line, *[f.line() for f in findings],
+                                           *json_comments(text[len(JSON_MARK):]))), time
 
 
 def event_item(event: dict[str, Any], summary: str, time: float) -> PcapItem:
@@ -313,7 +297,7 @@ class PcapOut:
 
     def finding(self, f: Finding) -> None:
         """A finding on its own (about the input or a live source) as a packet."""
-        self.write_item(event_item(finding_event(f), f"{f.severity}: {f.code}: {f.message}",
+        self.write_item(event_item(finding_event(f), f.line(),
                                    f.time or self.time))
 
     def end(self, findings: list[Finding]) -> None:

@@ -139,7 +139,7 @@ class Renderer:
         if self.columns is not None:
             pcap = pcap_item(rec, None, as_json) if self.export else None
             return Rendered("", mode, pcap, self.columns.cells(as_json), self.columns, flow)
-        info = encoded = None
+        info = encoded = line = None
         if mode in ("json", "json-array"):
             encoded = record_text(rec, as_json)
             body = encoded + "\n" if mode == "json" else encoded
@@ -147,11 +147,13 @@ class Renderer:
             body = "\n".join(tree_lines(rec, self.colour)) + "\n\n"
         else:
             info = summary_info(rec)
-            body = "\n".join([summary_line(rec, info), *finding_lines(rec, self.colour)]) + "\n"
+            line = summary_line(rec, info)
+            body = "\n".join([line, *finding_lines(rec, self.colour)]) + "\n"
         if self.dump and mode in ("summary", "tree"):
             body += "\n".join(dump_lines(rec)) + "\n"
-        # the export reuses what was made here (the Info text, the JSON object and its text)
-        pcap = pcap_item(rec, info, as_json, encoded) if self.export else None
+        # the export reuses what was made here (the Info text, the summary line, the JSON
+        # object and its text)
+        pcap = pcap_item(rec, info, as_json, encoded, line) if self.export else None
         return Rendered(body, mode, pcap, flow=flow, time=rec.time)
 
 
@@ -201,7 +203,7 @@ class Writer:
             self.write_text(encode(finding_event(f)) + "\n")
         else:
             self.write_text(f"{'-':>4} {f.time:17.6f} {f.direction:15s} {f.link or '-'}  "
-                            f"{f.severity}: {f.code}: {f.message}\n")
+                            f"{f.line()}\n")
 
     def end(self, findings: list[Finding]) -> None:
         """Findings about the input as a whole (what never completed), after the last APDU."""
@@ -216,5 +218,5 @@ class Writer:
             self.out.write(encode(end_event(findings)) + "\n")
         else:
             self.out.write("end of input:\n" + "\n".join(
-                f"       {f.severity}: {f.code}: {f.message}" for f in findings) + "\n")
+                f"       {f.line()}" for f in findings) + "\n")
         self.out.flush()

@@ -59,7 +59,7 @@ def summary_info(rec: ApduRecord) -> str:
 def summary_line(rec: ApduRecord, info: str | None = None) -> str:
     """The summary line after its record number and time (the writer puts those in front);
     `info` is `summary_info(rec)` when the caller has it."""
-    frames = ",".join(str(f) for f in rec.frames) or "-"
+    frames = ",".join(map(str, rec.frames)) or "-"
     if info is None:
         info = summary_info(rec)
     return f"{rec.direction:15s} {rec.link}  [{frames}]  {info}"
@@ -73,8 +73,8 @@ RESET = "\x1b[0m"
 
 
 def finding_lines(rec: ApduRecord, colour: bool = False) -> list[str]:
-    return [f"       {_severity(f.severity, colour)}: {f.code}: {f.message}"
-            for f in rec.all_findings()]
+    return [f"       {_severity(f.severity, colour)}: {f.code}: {f.message}" if colour
+            else f"       {f.line()}" for f in rec.all_findings()]
 
 
 def _severity(severity: str, colour: bool) -> str:
