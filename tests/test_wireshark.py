@@ -240,6 +240,14 @@ def case(name: str) -> tuple[Path, list[str]]:
     return corpus_path("interop", INTEROP, "capture.pcap"), ["--ek", keys["ek"], "--ak", keys["ak"]]
 
 
+def without_plugin(wireshark: Wireshark, home: Path) -> Wireshark:
+    """The same tshark with a home where the plugin is not installed."""
+    bare = Wireshark(wireshark.version, wireshark.tshark, home,
+                     {**wireshark.env, "HOME": str(home)}, wireshark.prefix)
+    assert protocol(bare.run("-G", "protocols").stdout) is None  # not installed there
+    return bare
+
+
 @pytest.mark.parametrize("name", ["seed", "interop", "hdlc"])
 @pytest.mark.parametrize("plugin", ["installed", "lua_script"])
 def test_plugin_fields_equal_read_json(wireshark: Wireshark, tmp_path: Path, name: str,
@@ -248,11 +256,8 @@ def test_plugin_fields_equal_read_json(wireshark: Wireshark, tmp_path: Path, nam
     export = tmp_path / "export.pcapng"
     records = read_with_export(capture, keys, export)
     extra = ["-X", f"lua_script:{LUA}"] if plugin == "lua_script" else []
-    if plugin == "lua_script":  # a home without the installed plugin
-        bare = Wireshark(wireshark.version, wireshark.tshark, tmp_path,
-                         {**wireshark.env, "HOME": str(tmp_path)}, wireshark.prefix)
-        assert protocol(bare.run("-G", "protocols").stdout) is None  # not installed there
-        rows = tshark_rows(bare, export, *extra)
+    if plugin == "lua_script":
+        rows = tshark_rows(without_plugin(wireshark, tmp_path), export, *extra)
     else:
         rows = tshark_rows(wireshark, export)
     assert rows == [expected_row(r) for r in records]
@@ -318,9 +323,7 @@ def test_without_the_plugin_the_comments_say_what_read_prints(wireshark: Wiresha
         else:
             printed.append([line.split(None, 2)[2]])
     assert len(printed) == 4 and any("deciphering-error" in f for f in printed[3][1:])
-    bare = Wireshark(wireshark.version, wireshark.tshark, tmp_path,
-                     {**wireshark.env, "HOME": str(tmp_path)}, wireshark.prefix)
-    assert protocol(bare.run("-G", "protocols").stdout) is None  # no plugin here
+    bare = without_plugin(wireshark, tmp_path)
     packets = json.loads(bare.run("-r", str(export), "-T", "json", "-e", "frame.comment").stdout)
     comments = [p["_source"]["layers"]["frame.comment"] for p in packets]
     assert [c[:-1] for c in comments] == printed
