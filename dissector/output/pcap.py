@@ -176,14 +176,13 @@ def pcap_item(rec: ApduRecord, info: str | None = None, as_json: dict[str, Any] 
     `info` (`text.summary_info`), `as_json` (the record's JSON object), `body` (the
     record's JSON text after the number, `jsonout.record_text`) and `line` (the summary
     line, `text.summary_line`)."""
-    plain = rec.plaintext()
     to_server = rec.direction != "server->client"
     if rec.link_message:  # no APDU for a DLMS dissector: the link frame as it came, under a
         fast = rec.fast  # type of its own
         data = fast.data if fast is not None else captured(rec.packet)
         head = _EVENT_HEADS[to_server]
     else:
-        data = apdu_bytes(rec, plain)
+        data = apdu_bytes(rec, rec.plaintext())
         head = _FRAME_HEADS.get((to_server, len(data))) or _new_frame_head(len(data), to_server)
     if body is None:
         body = record_text(rec, as_json)

@@ -73,8 +73,9 @@ RESET = "\x1b[0m"
 
 
 def finding_lines(rec: ApduRecord, colour: bool = False) -> list[str]:
-    return [f"       {_severity(f.severity, colour)}: {f.code}: {f.message}" if colour
-            else f"       {f.line()}" for f in rec.all_findings()]
+    # `Finding.line`, its severity coloured when asked
+    return [f"       {_severity(f.severity, colour)}{f.line()[len(f.severity):]}"
+            for f in rec.all_findings()]
 
 
 def _severity(severity: str, colour: bool) -> str:
