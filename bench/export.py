@@ -6,7 +6,7 @@ times each (alternating, so the machine's drift falls on both alike), and report
 median, and the export's cost as the ratio of the medians and of the minimums.
 
     python3 bench/export.py --sizes 10k,100k [--modes summary,json] [--rounds 5]
-        [--pairs 10] [--captures headend,plain] [--ours-args ARGS]
+        [--pairs 10] [--block 200] [--captures headend,plain] [--ours-args ARGS]
 
 On a shared machine the CPU time of a run drifts by tens of per cent from run to run, more
 than the export costs. Steadier figures: the instruction counts (`bench/callgrind.py
@@ -16,7 +16,11 @@ the modules once (so start-up is left out, as in a large capture): the median ov
 of what `-w` adds; of the export's own code (making each record's packet, `pcap_item`, and
 writing it, `PcapOut.write_item`, timed where they run) over the rest of its run; and of how
 much slower that rest is than the `read` it is paired with (one process only: with `--jobs`
-the workers make the packets).
+the workers make the packets). Steadiest of all, the "in blocks" columns: one `read -w` in one
+more process with the export on and off in turns every `--block` records (200 by default), so
+that the machine's drift falls on both within milliseconds: the export's code over the rest of
+the blocks where it is on, how much slower that rest is than in the blocks beside them where
+it is off, and what the export adds per APDU in all (the medians over the blocks).
 """
 
 from __future__ import annotations
@@ -118,6 +122,67 @@ def in_process(read_args: list[str], export: str, pairs: int) -> dict[str, list[
     return got
 
 
+def in_blocks(read_args: list[str], export: str, block: int) -> dict[str, list[float]]:
+    """One `read ARGS -w EXPORT` in this process with the export on and off in turns every
+    `block` records (off: no packet made or written): for each block, the time of the rest of
+    the run (the block's time but the export's code) and the export's code."""
+    from dissector.cli.main import main as cli_main
+    from dissector.output import pcap, render
+
+    clock = time.perf_counter
+    make, write = render.pcap_item, pcap.PcapOut.write_item
+    got: dict[str, list[float]] = {"on": [], "off": [], "code": []}
+    state = {"count": 0, "on": False, "start": 0.0, "code": 0.0}
+
+    def item(*args: Any) -> Any:
+        now = clock()
+        if state["count"] % block == 0:  # a block ends: its rest, and the export turns
+            if state["count"]:
+                rest = now - state["start"] - state["code"]
+                got["on" if state["on"] else "off"].append(rest)
+                if state["on"]:
+                    got["code"].append(state["code"])
+            state.update(start=now, code=0.0, on=not state["on"])
+        state["count"] += 1
+        if not state["on"]:
+            return None
+        made = make(*args)
+        state["code"] += clock() - now
+        return made
+
+    def written(self: Any, made: Any) -> None:
+        if made is not None:
+            start = clock()
+            write(self, made)
+            state["code"] += clock() - start
+
+    render.pcap_item = item  # type: ignore[assignment]
+    pcap.PcapOut.write_item = written  # type: ignore[method-assign]
+    with open(os.devnull, "w") as out:
+        cli_main([*read_args, "-w", export], out=out)
+    return got
+
+
+def blocks(base: list[str], out: Path, block: int) -> dict[str, float]:
+    """`in_blocks` in a process of its own: the medians, over the blocks with the export on,
+    of its code over the rest, of how much slower that rest is than the mean of the blocks
+    beside it, and of what the export adds in all."""
+    args = base[base.index("read"):]
+    done = subprocess.run([sys.executable, __file__, "--in-blocks", str(block), str(out),
+                           *args], capture_output=True, text=True, check=True)
+    got = json.loads(done.stdout.splitlines()[-1])
+    on, off, code = got["on"], got["off"], got["code"]
+    # the first block has the export on; off[i] and off[i + 1] are beside on[i + 1]
+    beside = [(on[i + 1], code[i + 1], (off[i] + off[i + 1]) / 2)
+              for i in range(min(len(on) - 1, len(off) - 1))]
+    return {
+        "block": block,
+        "blocks_code": statistics.median(c / r for r, c, _ in beside),
+        "blocks_rest": statistics.median(r / o - 1 for r, _, o in beside),
+        "blocks_added": statistics.median((r + c) / o - 1 for r, c, o in beside),
+    }
+
+
 def paired(base: list[str], out: Path, pairs: int) -> dict[str, float]:
     """`in_process` in a process of its own: the medians, over the pairs, of what `-w` adds
     to the run, of the export's code over the rest of the run, and of how much slower the
@@ -138,22 +203,30 @@ def paired(base: list[str], out: Path, pairs: int) -> dict[str, float]:
 def table(rows: list[dict[str, Any]]) -> str:
     lines = ["| capture | size | mode | read CPU s (min / median) | read -w CPU s (min / median) "
              "| -w adds (min / median) | in one process: -w adds | its export's code | "
-             "its rest slower | export MB |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "its rest slower | in blocks: -w adds | its code | its rest slower | export MB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         a, b = r["read"], r["read_w"]
         lines.append(f"| {r['capture']} | {r['size']} | {r['mode']} | {a['cpu_min']:.2f} / "
                      f"{a['cpu_median']:.2f} | {b['cpu_min']:.2f} / {b['cpu_median']:.2f} | "
                      f"{r['added_min']:+.0%} / {r['added_median']:+.0%} | "
                      f"{r['pair_added']:+.0%} | {r['in_run']:+.0%} | {r['rest_slower']:+.0%} | "
-                     f"{r['export_bytes'] / 1e6:.1f} |")
+                     f"{_share(r, 'blocks_added')} | {_share(r, 'blocks_code')} | "
+                     f"{_share(r, 'blocks_rest')} | {r['export_bytes'] / 1e6:.1f} |")
     return "\n".join(lines)
+
+
+def _share(row: dict[str, Any], key: str) -> str:
+    return f"{row[key]:+.1%}" if key in row else "-"
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--in-process"]:  # the child of `paired`
         print(json.dumps(in_process(argv[3:], argv[2], int(argv[1]))))
+        return 0
+    if argv[:1] == ["--in-blocks"]:  # the child of `blocks`
+        print(json.dumps(in_blocks(argv[3:], argv[2], int(argv[1]))))
         return 0
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", default="10k", help="capture sizes (default: 10k)")
@@ -164,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=5, help="runs of each (default: 5)")
     p.add_argument("--pairs", type=int, default=10,
                    help="pairs of runs in one process (default: 10)")
+    p.add_argument("--block", type=int, default=200,
+                   help="records per block of the in-blocks run (default: 200; 0: none)")
     p.add_argument("--ours-args", default="", metavar="ARGS",
                    help="more arguments of every read (for instance --jobs 2)")
     p.add_argument("--out", default=str(generate.DEFAULT_OUT),
@@ -188,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
                     row = {"capture": run.capture_kind(man), "size": generate.size_name(n),
                            "mode": mode, "rounds": args.rounds, **res,
                            **paired(base, out, args.pairs)}
+                    if args.block and "--jobs" not in args.ours_args:
+                        row.update(blocks(base, out, args.block))
                     rows.append(row)
                     print(table([row]).splitlines()[-1], flush=True)
     print()

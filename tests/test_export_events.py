@@ -179,3 +179,28 @@ def test_every_line_of_read_json_is_a_packet_on_mutated_captures(tmp_path: Path)
             [{k: v for k, v in line.items() if k != "number"} for line in lines], src.name
         checked += 1
     assert checked >= 100
+
+
+def test_packet_blocks_of_every_padding_read_back_whole(tmp_path: Path) -> None:
+    """`packet_block` pads the packet and each comment to 32 bits; with two comments (most
+    packets) it lays the block out without its loop. Every padding of the packet and of both
+    comments, one comment past what an option holds (cut at a character's end) and three
+    comments, read back by Scapy's pcapng reader: the packet, the comments, the time."""
+    from dissector.output.pcap import MAX_OPTION, PcapOut, packet_block
+
+    head = bytes(range(14))
+    cases = [(bytes(range(n)), ("é" * a + "a", "b" * b), 1_700_000_000.25 + n)
+             for n in range(4) for a in range(4) for b in range(4)]
+    cases += [(b"\x01", ("line", "é" * MAX_OPTION), 5.5), (b"\x02", ("x", "yy", "zzz"), 6.0)]
+    export = tmp_path / "blocks.pcapng"
+    out = PcapOut(str(export))
+    for data, comments, time in cases:
+        out.write_item((packet_block(head, data, time, comments), time))
+    out.close()
+    got = list(RawPcapNgReader(str(export)))
+    assert len(got) == len(cases)
+    for (data, comments, time), (packet, meta) in zip(cases, got, strict=True):
+        assert packet == head + data
+        cut = [c.encode()[:MAX_OPTION].decode(errors="ignore") for c in comments]
+        assert [c.decode() for c in meta.comments] == cut
+        assert (meta.tshigh << 32 | meta.tslow) == round(time * 1_000_000)

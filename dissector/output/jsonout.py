@@ -32,17 +32,21 @@ def record_json(rec: ApduRecord) -> dict[str, Any]:
     }
 
 
-def record_text(rec: ApduRecord, as_json: dict[str, Any] | None = None) -> str:
+def record_text(rec: ApduRecord, as_json: dict[str, Any] | None = None, head: str = "",
+                plain: Any = ...) -> str:
     """`encode(record_json(rec))` without its opening `{"number": N, ` (what follows the number
-    in a `read --json` line): made without the dicts for a fast record, whose fields come as
-    text (`FastView.fields_text`); else from `as_json` when the caller has it."""
+    in a `read --json` line), after `head` (the export's mark and summary: one text made, not
+    two): made without the dicts for a fast record, whose fields come as text
+    (`FastView.fields_text`); else from `as_json` when the caller has it. `plain` is
+    `rec.plaintext()` when the caller has it."""
     fast = rec.fast
     if fast is None:
         obj = dict(as_json) if as_json is not None else record_json(rec)
         del obj["number"]
-        return encode(obj)[1:]
+        return head + encode(obj)[1:]
     fields = fast.fields_text()
-    plain = rec.plaintext()
+    if plain is ...:
+        plain = rec.plaintext()
     inner = fast.inner_name
     findings = rec.all_findings()
     frames = rec.frames
@@ -52,13 +56,17 @@ def record_text(rec: ApduRecord, as_json: dict[str, Any] | None = None) -> str:
         said = remembered(_KIND, kind, "".join((
             ', "direction": ', _name(kind[0]), ', "transport": ', _name(kind[1]),
             ', "apdu": ', _name(kind[2]), ', "security": ')))
+    link, time, answered = rec.link, rec.time, rec.response_time
     return "".join((
-        '"frames": [', str(frames[0]) if len(frames) == 1 else ", ".join(map(str, frames)),
-        '], "time": ', _scalar(rec.time), ', "link": ', _name(rec.link), said,
+        head, '"frames": [', str(frames[0]) if len(frames) == 1 else ", ".join(map(str, frames)),
+        # a finite float as the encoder writes it, without a call (`_scalar` else)
+        '], "time": ', repr(time) if time - time == 0 else _scalar(time),
+        ', "link": ', _NAMES.get(link) or _name(link), said,
         _security_text(rec.security()),
         ', "plaintext": ', "null" if plain is None else f'"{plain.hex().upper()}"',
         ', "inner": ', "null" if inner is None else _name(inner),
-        ', "response_time": ', _scalar(rec.response_time),
+        ', "response_time": ', "null" if answered is None else repr(answered)
+        if answered - answered == 0 else _scalar(answered),
         ', "fields": ', fields,
         ', "expert": ', findings_text(findings) if findings else "[]", "}"))
 

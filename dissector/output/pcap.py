@@ -52,6 +52,8 @@ JSON_MARK, MORE_MARK = "dlmsd:", "dlmsd+:"
 #: JSON characters per comment (a pcapng option holds at most 65,535 bytes; the text is ASCII).
 CHUNK = 65_000
 _MARKED_CHUNK = len(JSON_MARK) + CHUNK
+#: How the `dlmsd:` comment begins: the mark, then the record with its summary first.
+_SUMMARY_MARK = JSON_MARK + '{"summary": '
 #: IEEE 802 local experimental Ethernet type: the packets that carry no APDU (link messages
 #: such as HDLC SNRM/UA/DISC, findings that are not records).
 ETHERTYPE_EVENT = 0x88B5
@@ -177,18 +179,19 @@ def pcap_item(rec: ApduRecord, info: str | None = None, as_json: dict[str, Any] 
     record's JSON text after the number, `jsonout.record_text`) and `line` (the summary
     line, `text.summary_line`)."""
     to_server = rec.direction != "server->client"
+    plain: Any = ...  # the plaintext, once known (`record_text`)
     if rec.link_message:  # no APDU for a DLMS dissector: the link frame as it came, under a
         fast = rec.fast  # type of its own
         data = fast.data if fast is not None else captured(rec.packet)
         head = _EVENT_HEADS[to_server]
     else:
-        data = apdu_bytes(rec, rec.plaintext())
+        data = apdu_bytes(rec, plain := rec.plaintext())
         head = _FRAME_HEADS.get((to_server, len(data))) or _new_frame_head(len(data), to_server)
-    if body is None:
-        body = record_text(rec, as_json)
     if info is None:
         info = summary_info(rec)
-    text = f'{JSON_MARK}{{"summary": {string_text(info)}, {body}'
+    summary = string_text(info)  # the record, after the mark and the summary (one text made)
+    text = f"{_SUMMARY_MARK}{summary}, {body}" if body is not None else \
+        record_text(rec, as_json, f"{_SUMMARY_MARK}{summary}, ", plain)
     if line is None:
         line = summary_line(rec, info)
     # for people, what `read` prints of the record, a comment per line: the summary line, then
@@ -252,8 +255,19 @@ def packet_block(head: bytes, data: bytes, time: float, comments: tuple[str, ...
     comments as opt_comment; a text longer than an option holds is cut at a character's end:
     the JSON texts are split into `dlmsd+:` comments before)."""
     n = len(head) + len(data)
-    parts = [b"", head, data]
     pad = -n % 4
+    stamp = round(time * 1_000_000)
+    if len(comments) == 2:  # most packets (a summary line and a record): the layout below,
+        first, second = comments[0].encode(), comments[1].encode()  # without the loop
+        m1, m2 = len(first), len(second)
+        if m1 <= MAX_OPTION and m2 <= MAX_OPTION:
+            pad1, pad2 = -m1 % 4, -m2 % 4
+            size = 44 + n + pad + m1 + pad1 + m2 + pad2
+            return b"".join((EPB_HEAD.pack(6, size, 0, stamp >> 32, stamp & 0xFFFFFFFF, n, n),
+                             head, data, _OPTIONS[pad].pack(OPT_COMMENT, m1), first,
+                             _OPTIONS[pad1].pack(OPT_COMMENT, m2), second,
+                             _ENDS[pad2].pack(OPT_END, 0, size)))
+    parts = [b"", head, data]
     size = 36 + n  # the head (28 bytes), the end option and the length at the end
     for text in comments:  # an opt_comment each, after the padding of what comes before
         value = text.encode()
@@ -265,7 +279,6 @@ def packet_block(head: bytes, data: bytes, time: float, comments: tuple[str, ...
         size += pad + 4 + m
         pad = -m % 4
     size += pad
-    stamp = round(time * 1_000_000)
     parts[0] = EPB_HEAD.pack(6, size, 0, stamp >> 32, stamp & 0xFFFFFFFF, n, n)
     parts.append(_ENDS[pad].pack(OPT_END, 0, size))
     return b"".join(parts)
