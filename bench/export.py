@@ -13,8 +13,8 @@ than the export costs. Steadier figures: the instruction counts (`bench/callgrin
 --ours-args "" --ours-args "-w /tmp/export.pcapng"`), and the last columns here, from
 `--pairs` pairs of `read` and `read -w` run in turns in one more process, which has loaded
 the modules once (so start-up is left out, as in a large capture): the median over the pairs
-of what `-w` adds; of the export's own code (making each record's packet, `pcap_item`, and
-writing it, `PcapOut.write_item`, timed where they run) over the rest of its run; and of how
+of what `-w` adds; of the export's own code (making the packets and writing them, timed
+where they run) over the rest of its run; and of how
 much slower that rest is than the `read` it is paired with (one process only: with `--jobs`
 the workers make the packets). Steadiest of all, the "in blocks" columns: one `read -w` in one
 more process with the export on and off in turns every `--block` records (200 by default), so
@@ -81,9 +81,9 @@ def measure(base: list[str], out: Path, rounds: int) -> dict[str, Any]:
 def in_process(read_args: list[str], export: str, pairs: int) -> dict[str, list[float]]:
     """`pairs` pairs of `read ARGS` and `read ARGS -w EXPORT` in this process, in turns (which
     goes first alternates): each run's CPU seconds, and in each `-w` run the share of its time
-    the export's code took (making each record's packet, `pcap_item`, and writing it,
-    `PcapOut.write_item`, timed where they run). The modules are loaded once, so start-up is
-    left out: what a large capture sees per APDU."""
+    the export's code took (`Renderer.export_item`, and `PcapOut.write_item`, which makes the
+    packets of a serial run in batches and writes them, timed where they run). The modules
+    are loaded once, so start-up is left out: what a large capture sees per APDU."""
     from dissector.cli.main import main as cli_main
     from dissector.output import pcap, render
 
@@ -99,7 +99,8 @@ def in_process(read_args: list[str], export: str, pairs: int) -> dict[str, list[
                 spent[0] += clock() - start
         return call
 
-    render.pcap_item = timed_call(render.pcap_item)  # type: ignore[assignment]
+    # a serial run's packets are made by the writer in batches, as it writes them (`Later`)
+    render.Renderer.export_item = timed_call(render.Renderer.export_item)  # type: ignore
     pcap.PcapOut.write_item = timed_call(pcap.PcapOut.write_item)  # type: ignore[method-assign]
 
     def one(args: list[str]) -> tuple[float, float]:
@@ -125,18 +126,23 @@ def in_process(read_args: list[str], export: str, pairs: int) -> dict[str, list[
 def in_blocks(read_args: list[str], export: str, block: int) -> dict[str, list[float]]:
     """One `read ARGS -w EXPORT` in this process with the export on and off in turns every
     `block` records (off: no packet made or written): for each block, the time of the rest of
-    the run (the block's time but the export's code) and the export's code."""
+    the run (the block's time but the export's code) and the export's code (making the
+    packets, which a serial run does in batches as it writes, and writing them)."""
     from dissector.cli.main import main as cli_main
     from dissector.output import pcap, render
 
     clock = time.perf_counter
-    make, write = render.pcap_item, pcap.PcapOut.write_item
+    make, write = render.Renderer.export_item, pcap.PcapOut.write_item
     got: dict[str, list[float]] = {"on": [], "off": [], "code": []}
-    state = {"count": 0, "on": False, "start": 0.0, "code": 0.0}
+    state: dict[str, Any] = {"count": 0, "on": False, "start": 0.0, "code": 0.0, "out": None}
 
-    def item(*args: Any) -> Any:
-        now = clock()
+    def item(self: Any, *args: Any) -> Any:
         if state["count"] % block == 0:  # a block ends: its rest, and the export turns
+            now = clock()
+            if state["on"] and state["out"] is not None:  # the block's last packets
+                state["out"].write_later()
+                state["code"] += clock() - now
+            now = clock()
             if state["count"]:
                 rest = now - state["start"] - state["code"]
                 got["on" if state["on"] else "off"].append(rest)
@@ -146,17 +152,19 @@ def in_blocks(read_args: list[str], export: str, block: int) -> dict[str, list[f
         state["count"] += 1
         if not state["on"]:
             return None
-        made = make(*args)
-        state["code"] += clock() - now
+        start = clock()
+        made = make(self, *args)
+        state["code"] += clock() - start
         return made
 
     def written(self: Any, made: Any) -> None:
         if made is not None:
+            state["out"] = self
             start = clock()
             write(self, made)
             state["code"] += clock() - start
 
-    render.pcap_item = item  # type: ignore[assignment]
+    render.Renderer.export_item = item  # type: ignore[method-assign]
     pcap.PcapOut.write_item = written  # type: ignore[method-assign]
     with open(os.devnull, "w") as out:
         cli_main([*read_args, "-w", export], out=out)

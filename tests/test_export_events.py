@@ -204,3 +204,39 @@ def test_packet_blocks_of_every_padding_read_back_whole(tmp_path: Path) -> None:
         cut = [c.encode()[:MAX_OPTION].decode(errors="ignore") for c in comments]
         assert [c.decode() for c in meta.comments] == cut
         assert (meta.tshigh << 32 | meta.tslow) == round(time * 1_000_000)
+
+
+def test_packets_made_later_keep_their_place(tmp_path: Path) -> None:
+    """A serial `read -w` makes its records' packets in batches (`pcap.Later`): with a finding
+    on its own between two records, the end-of-input findings and the last records in a batch
+    not yet full, the file is the one made record by record (as `--jobs` workers make it)."""
+    from dissector.analysis.capture import Numbered, run_serial, units_of_capture
+    from dissector.analysis.pipeline import Dissector
+    from dissector.output.pcap import BATCH, PcapOut
+    from dissector.output.render import Renderer
+    from layers.expert import Finding
+
+    capture = str(corpus_path("Circutor_dlms-analysis_dlms.pcap"))
+    records = [item for item in run_serial(Dissector(), units_of_capture(capture),
+                                           lambda rec: rec) if isinstance(item, Numbered)]
+    assert len(records) > BATCH + 1 and (len(records) - BATCH // 2 - 1) % BATCH
+    lost = Finding("warning", "tcp.gap", "bytes lost", 7, 1.5, "a link")
+    end = [Finding("note", "tcp.incomplete", "a PDU never completed", 9, 2.5, "a link")]
+    made = {}
+    for later in (False, True):
+        render = Renderer("json", export=True, later=later)
+        out = PcapOut(str(tmp_path / f"later{later}.pcapng"))
+        for i, item in enumerate(records):
+            out.write_item(render(item.item).pcap)
+            if i == BATCH // 2:
+                out.finding(lost)
+        # the finding wrote the records before it; the rest wait for their batch
+        assert len(out.later) == ((len(records) - BATCH // 2 - 1) % BATCH if later else 0)
+        out.end(end)
+        out.close()
+        made[later] = (tmp_path / f"later{later}.pcapng").read_bytes()
+    assert made[True] == made[False]
+    got = packets(tmp_path / "laterTrue.pcapng")
+    assert len(got) == len(records) + 2
+    assert comment_json(got[BATCH // 2 + 1][1])["expert"][0]["code"] == "tcp.gap"
+    assert comment_json(got[-1][1])["end"] is True

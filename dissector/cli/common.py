@@ -129,11 +129,14 @@ def columns(args: argparse.Namespace) -> Columns | None:
     return Columns.parse(args.fields, args.field_options)
 
 
-def renderer(args: argparse.Namespace, display_filter: str | None = None) -> Renderer:
-    """The records' rendering the options ask for (format, display filter, `-w` export)."""
+def renderer(args: argparse.Namespace, display_filter: str | None = None,
+             later: bool = False) -> Renderer:
+    """The records' rendering the options ask for (format, display filter, `-w` export;
+    `later`: its packets made by the writer in batches, in a serial run)."""
     return Renderer(mode(args), display_filter, export=bool(getattr(args, "write", None)),
                     columns=columns(args), flow=bool(getattr(args, "flow", None)),
-                    colour=colour(args), dump=bool(getattr(args, "hex_dump", False)))
+                    colour=colour(args), dump=bool(getattr(args, "hex_dump", False)),
+                    later=later)
 
 
 def colour(args: argparse.Namespace) -> bool:

@@ -128,10 +128,11 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     args.stats = args.stats or bool(args.statistics)
     store = load_keys(args)
     ports = dict(parse_port_spec(p) for p in args.port) or None
-    render = renderer(args, args.filter)
+    parallel = args.jobs > 1 and not _numbered_filter(args)
+    render = renderer(args, args.filter, later=not parallel)
     progress = Progress(None, enabled=False)
     items: Iterable[Any]
-    if args.jobs > 1 and not _numbered_filter(args):
+    if parallel:
         from dissector.analysis.parallel import run_parallel
 
         progress = Progress(None)

@@ -24,7 +24,7 @@ from dissector.output.jsonout import (
     record_json,
     record_text,
 )
-from dissector.output.pcap import PcapItem, pcap_item
+from dissector.output.pcap import Later, PcapItem, pcap_item
 from dissector.output.redact import withhold_keys
 from dissector.output.text import (
     dump_lines,
@@ -44,7 +44,7 @@ class Rendered:
 
     body: str
     mode: str
-    pcap: PcapItem | None = None
+    pcap: PcapItem | Later | None = None
     cells: list[str | None] | None = None  # -T fields: the values, None where the number goes
     columns: Columns | None = None
     flow: dict[str, Any] | None = None  # --flow: what the flow page takes of the record
@@ -114,7 +114,8 @@ class Renderer:
 
     def __init__(self, mode: str = "summary", display_filter: str | None = None,
                  export: bool = False, columns: Columns | None = None,
-                 flow: bool = False, colour: bool = False, dump: bool = False) -> None:
+                 flow: bool = False, colour: bool = False, dump: bool = False,
+                 later: bool = False) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown output mode {mode!r}")
         if (mode == "fields") != (columns is not None):
@@ -127,6 +128,9 @@ class Renderer:
         self.keep: Callable[[dict[str, Any]], bool] | None = \
             compile_filter(display_filter) if display_filter else None
         self.export = export
+        # the export's packets made by the writer in batches (`pcap.Later`), not here: a serial
+        # run (a worker process makes them whole, to send them)
+        self.later = later
 
     def __call__(self, rec: ApduRecord) -> Rendered | None:
         withhold_keys(rec)
@@ -137,8 +141,8 @@ class Renderer:
             return None
         flow = flow_item(rec, dict(as_json)) if self.flow and as_json is not None else None
         if self.columns is not None:
-            pcap = pcap_item(rec, None, as_json) if self.export else None
-            return Rendered("", mode, pcap, self.columns.cells(as_json), self.columns, flow)
+            return Rendered("", mode, self.export_item(rec, None, as_json),
+                            self.columns.cells(as_json), self.columns, flow)
         info = encoded = line = None
         if mode in ("json", "json-array"):
             encoded = record_text(rec, as_json)
@@ -153,8 +157,18 @@ class Renderer:
             body += "\n".join(dump_lines(rec)) + "\n"
         # the export reuses what was made here (the Info text, the summary line, the JSON
         # object and its text)
-        pcap = pcap_item(rec, info, as_json, encoded, line) if self.export else None
-        return Rendered(body, mode, pcap, flow=flow, time=rec.time)
+        return Rendered(body, mode, self.export_item(rec, info, as_json, encoded, line),
+                        flow=flow, time=rec.time)
+
+    def export_item(self, rec: ApduRecord, info: str | None, as_json: dict[str, Any] | None,
+                    body: str | None = None, line: str | None = None
+                    ) -> PcapItem | Later | None:
+        """The record's export packet (with `-w`), or what makes it later."""
+        if not self.export:
+            return None
+        if self.later:
+            return Later(rec, info, as_json, body, line)
+        return pcap_item(rec, info, as_json, body, line)
 
 
 def mode_has_time(mode: str) -> bool:
