@@ -141,8 +141,8 @@ class Renderer:
             return None
         flow = flow_item(rec, dict(as_json)) if self.flow and as_json is not None else None
         if self.columns is not None:
-            return Rendered("", mode, self.export_item(rec, None, as_json),
-                            self.columns.cells(as_json), self.columns, flow)
+            return Rendered("", mode, self.export_item(rec, None, as_json) if self.export
+                            else None, self.columns.cells(as_json), self.columns, flow)
         info = encoded = line = None
         if mode in ("json", "json-array"):
             encoded = record_text(rec, as_json)
@@ -157,15 +157,13 @@ class Renderer:
             body += "\n".join(dump_lines(rec)) + "\n"
         # the export reuses what was made here (the Info text, the summary line, the JSON
         # object and its text)
-        return Rendered(body, mode, self.export_item(rec, info, as_json, encoded, line),
-                        flow=flow, time=rec.time)
+        return Rendered(body, mode, self.export_item(rec, info, as_json, encoded, line)
+                        if self.export else None, flow=flow, time=rec.time)
 
     def export_item(self, rec: ApduRecord, info: str | None, as_json: dict[str, Any] | None,
                     body: str | None = None, line: str | None = None
-                    ) -> PcapItem | Later | None:
-        """The record's export packet (with `-w`), or what makes it later."""
-        if not self.export:
-            return None
+                    ) -> PcapItem | Later:
+        """The record's export packet (`-w`), or what makes it later."""
         if self.later:
             return Later(rec, info, as_json, body, line)
         return pcap_item(rec, info, as_json, body, line)
